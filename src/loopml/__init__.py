@@ -1,0 +1,1 @@
+"""loopml: the loop of a model's life in one package."""

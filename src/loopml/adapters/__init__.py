@@ -1,0 +1,1 @@
+"""Adapters: the implementations of the ports (SQL, files, memory, model libraries, git)."""

@@ -1,0 +1,262 @@
+"""Content-addressed blob storage on a local directory or any fsspec filesystem.
+
+Objects are named by the BLAKE3 hash of their bytes and live at
+``<root>/blake3/<first 2 hex>/<remaining 62 hex>``. The path is derived only from a validated
+:class:`~loopml.domain.artifacts.Digest`, never from a user-supplied name, so no input can
+escape the root, and identical content is stored once. Writes are atomic so that a crash never
+leaves a partial object under its final name: on the local filesystem the bytes go to a
+uniquely named temporary file in the object's directory, are fsynced and renamed into place
+(then the directory is fsynced); on object stores they go up in a single PUT, which the store
+makes visible all at once. Every read re-hashes the bytes and raises IntegrityError on a
+mismatch, and ``get_file`` verifies before the file appears at its destination, so silent
+corruption (disk rot, a truncated copy, a hand edit) is reported, never returned.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import blake3
+from fsspec.core import url_to_fs
+
+from loopml.domain.artifacts import Digest
+from loopml.domain.errors import (
+    ConcurrentModification,
+    ConfigError,
+    IntegrityError,
+    NotFound,
+    StorageError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+ALGORITHM = "blake3"
+CHUNK_SIZE = 1024 * 1024
+TEMP_PREFIX = ".tmp-"
+_LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+
+def hash_bytes(data: bytes) -> Digest:
+    """Return the BLAKE3 digest of ``data``."""
+    return Digest(ALGORITHM, blake3.blake3(data).hexdigest())
+
+
+def hash_file(path: Path) -> tuple[Digest, int]:
+    """Return the BLAKE3 digest and size of the file at ``path``, read in 1 MiB chunks."""
+    hasher = blake3.blake3()
+    size = 0
+    try:
+        with open(path, "rb") as source:
+            for chunk in _chunks(source):
+                hasher.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path} to hash it: {exc}") from exc
+    return Digest(ALGORITHM, hasher.hexdigest()), size
+
+
+def check_digest(digest: Digest, actual_hex: str, location: str) -> None:
+    """Raise :class:`IntegrityError` unless ``actual_hex`` is the hash ``digest`` records."""
+    if actual_hex != digest.hexdigest:
+        raise IntegrityError(
+            f"object {digest} at {location} is corrupt: expected {digest.algorithm} hash "
+            f"{digest.hexdigest}, actual {actual_hex}. Restore the object from a backup, or "
+            "delete it and log the artifact again (identical content is stored only once, so "
+            "the corrupt copy must be removed before it can be replaced)."
+        )
+
+
+def write_verified(chunks: Iterable[bytes], digest: Digest, dest: Path, location: str) -> None:
+    """Stream ``chunks`` to a temporary file beside ``dest`` and rename it into place only
+    if they hash to ``digest``: a corrupt object never appears at ``dest``."""
+    hasher = blake3.blake3()
+    try:
+        with _staged(dest.parent) as staged:
+            for chunk in chunks:
+                hasher.update(chunk)
+                staged.file.write(chunk)
+            check_digest(digest, hasher.hexdigest(), location)
+            staged.commit(dest)
+    except OSError as exc:
+        raise StorageError(f"cannot copy object {digest} from {location} to {dest}: {exc}") from exc
+
+
+class FsspecBlobStore:
+    """The :class:`~loopml.ports.BlobStore` on a local path or an fsspec URL.
+
+    Args:
+        url: A local directory (``./mlruns/artifacts``) or an fsspec URL
+            (``s3://bucket/prefix``, ``memory://name``). Nothing is created until the first
+            write; remote protocols need their fsspec package (``s3fs``, ``gcsfs``...).
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            fs, root = url_to_fs(url)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(
+                f"artifact store URL {url!r} is unusable: {exc}. Expected a local path or an "
+                "fsspec URL such as 's3://bucket/prefix', with the protocol's package installed."
+            ) from exc
+        protocols = {fs.protocol} if isinstance(fs.protocol, str) else set(fs.protocol)
+        self.url = url
+        self._fs: Any = fs
+        self._root: str = root.rstrip("/")
+        # Local stores bypass fsspec: atomic rename and fsync need the os module itself.
+        self._local: Path | None = Path(root) if protocols & _LOCAL_PROTOCOLS else None
+
+    def __repr__(self) -> str:
+        return f"FsspecBlobStore({self.url!r})"
+
+    def put_bytes(self, data: bytes) -> Digest:
+        digest = hash_bytes(data)
+        if self._local is None:
+            self._put_remote(digest, lambda path: self._fs.pipe_file(path, data))
+            return digest
+        final = Path(self._location(digest))
+        try:
+            if not final.exists():
+                with _staged(final.parent) as staged:
+                    staged.file.write(data)
+                    staged.commit(final)
+        except OSError as exc:
+            raise StorageError(f"cannot write object {digest} to {final}: {exc}") from exc
+        return digest
+
+    def put_file(self, path: Path) -> tuple[Digest, int]:
+        # Hash first, so content already stored costs one read and no write at all.
+        digest, size = hash_file(path)
+        if self._local is None:
+            self._put_remote(digest, lambda remote: self._fs.put_file(str(path), remote))
+            return digest, size
+        final = Path(self._location(digest))
+        if final.exists():
+            return digest, size
+        hasher = blake3.blake3()
+        try:
+            with open(path, "rb") as source, _staged(final.parent) as staged:
+                for chunk in _chunks(source):
+                    hasher.update(chunk)
+                    staged.file.write(chunk)
+                if hasher.hexdigest() != digest.hexdigest:
+                    raise ConcurrentModification(
+                        f"{path} changed while it was being stored (hashed as {digest}, then "
+                        "read differently); log it again once nothing is writing to it"
+                    )
+                staged.commit(final)
+        except OSError as exc:
+            raise StorageError(f"cannot store {path} as object {digest} at {final}: {exc}") from exc
+        return digest, size
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        location = self._location(digest)
+        try:
+            if self._local is None:
+                data: bytes = self._fs.cat_file(location)
+            else:
+                data = Path(location).read_bytes()
+        except FileNotFoundError as exc:
+            raise self._not_found(digest, location) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot read object {digest} at {location}: {exc}") from exc
+        check_digest(digest, blake3.blake3(data).hexdigest(), location)
+        return data
+
+    def get_file(self, digest: Digest, dest: Path) -> None:
+        location = self._location(digest)
+        with self._open(digest, location) as source:
+            write_verified(_chunks(source), digest, dest, location)
+
+    def exists(self, digest: Digest) -> bool:
+        location = self._location(digest)
+        try:
+            if self._local is not None:
+                return Path(location).is_file()
+            return bool(self._fs.exists(location))
+        except OSError as exc:
+            raise StorageError(f"cannot look up object {digest} at {location}: {exc}") from exc
+
+    def _key(self, digest: Digest) -> str:
+        return f"{digest.algorithm}/{digest.hexdigest[:2]}/{digest.hexdigest[2:]}"
+
+    def _location(self, digest: Digest) -> str:
+        if self._local is not None:
+            return str(self._local / self._key(digest))
+        return f"{self._root}/{self._key(digest)}"
+
+    def _open(self, digest: Digest, location: str) -> IO[bytes]:
+        try:
+            if self._local is not None:
+                return open(location, "rb")
+            source: IO[bytes] = self._fs.open(location, "rb")
+        except FileNotFoundError as exc:
+            raise self._not_found(digest, location) from exc
+        except OSError as exc:
+            raise StorageError(f"cannot open object {digest} at {location}: {exc}") from exc
+        return source
+
+    def _put_remote(self, digest: Digest, upload: Callable[[str], object]) -> None:
+        location = self._location(digest)
+        try:
+            if not self._fs.exists(location):
+                upload(location)
+        except OSError as exc:
+            raise StorageError(f"cannot write object {digest} to {location}: {exc}") from exc
+
+    def _not_found(self, digest: Digest, location: str) -> NotFound:
+        return NotFound(
+            f"object {digest} is not in the artifact store {self.url} (looked for {location}); "
+            "check the digest, or that the store URL is the one the artifact was logged to"
+        )
+
+
+class _Staged:
+    """A uniquely named temporary file that takes its final name only on :meth:`commit`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / f"{TEMP_PREFIX}{uuid.uuid4().hex}"
+        self.file: IO[bytes] = open(self.path, "xb")  # noqa: SIM115 - closed by commit/discard
+
+    def commit(self, final: Path) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.path, final)
+        _fsync_directory(final.parent)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _staged(directory: Path) -> Iterator[_Staged]:
+    """Yield a temporary file in ``directory`` (created if needed); whatever is not
+    committed when the block ends, normally or by an exception, is deleted."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staged = _Staged(directory)
+    try:
+        yield staged
+    finally:
+        staged.discard()
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable. Windows cannot open a directory for fsync.
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(CHUNK_SIZE):
+        yield chunk

@@ -1,0 +1,97 @@
+"""scikit-learn estimators and pipelines, stored with skops: never with pickle.
+
+A skops file is a ZIP archive describing the object tree as data. Loading rebuilds only
+types on an allow-list and never runs pickle ``__reduce__`` code from the file. skops trusts
+scikit-learn's public estimators, numpy and builtins by default; anything else must be
+trusted explicitly with ``trusted=True`` after auditing the file. That includes custom
+classes and, on purpose, scikit-learn's tree internals (``sklearn.tree._tree.Tree``, used
+by decision trees and random forests), whose raw index arrays are not bounds-checked, so
+a crafted file could crash the process. A file that is not a skops archive (a pickle, a
+joblib dump) is refused: this flavor never falls back to pickle.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from loopml.domain.errors import InvalidInput, PermissionDenied
+
+# What skops raises on a file that is not a well-formed skops archive: not a ZIP, no
+# schema.json, malformed JSON or an unknown protocol.
+_MALFORMED = (zipfile.BadZipFile, KeyError, ValueError, TypeError)
+
+
+def _comes_from_sklearn(model: object) -> bool:
+    """True if any class in the model's MRO is defined in scikit-learn (imports nothing)."""
+    return any(
+        cls.__module__ == "sklearn" or cls.__module__.startswith("sklearn.")
+        for cls in type(model).__mro__
+    )
+
+
+class SklearnFlavor:
+    """Saves scikit-learn estimators with ``skops.io.dump`` and loads them with an allow-list."""
+
+    name = "sklearn"
+    file_name = "model.skops"
+
+    def accepts(self, model: object) -> bool:
+        # Checked by module name first so that other objects never import scikit-learn.
+        if not _comes_from_sklearn(model):
+            return False
+        from sklearn.base import BaseEstimator
+
+        return isinstance(model, BaseEstimator)
+
+    def save(self, model: object, path: Path) -> None:
+        if not self.accepts(model):
+            raise InvalidInput(
+                f"the sklearn flavor stores scikit-learn estimators, got "
+                f"{type(model).__module__}.{type(model).__qualname__}; pass a fitted "
+                f"estimator or Pipeline, or choose another flavor"
+            )
+        import skops.io as sio
+
+        with path.open("wb") as fh:
+            sio.dump(model, fh)
+
+    def load(self, path: Path, *, trusted: bool) -> object:
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
+        # Read once, so the types audited are the types loaded.
+        data = path.read_bytes()
+        try:
+            untrusted: list[str] = sio.get_untrusted_types(data=data)
+        except _MALFORMED as exc:
+            raise InvalidInput(
+                f"{path} is not a skops archive ({type(exc).__name__}: {exc}); the sklearn "
+                f"flavor loads only skops files and never falls back to pickle. Re-save "
+                f"the model with loopml (or skops.io.dump) in an environment you trust"
+            ) from exc
+        if untrusted and not trusted:
+            raise PermissionDenied(
+                f"{path} contains types that skops does not trust by default: "
+                f"{', '.join(untrusted)}. skops never runs pickle __reduce__ code, but it "
+                f"would import these types and rebuild them from the file's data. If you "
+                f"produced this file or audited it (skops.io.get_untrusted_types lists the "
+                f"same types), load it with trusted=True to trust every type in this file"
+            )
+        try:
+            return sio.loads(data, trusted=untrusted)
+        except UntrustedTypesFoundException as exc:
+            raise PermissionDenied(
+                f"{path} still contains untrusted types after auditing it: {exc}"
+            ) from exc
+        except _MALFORMED as exc:
+            raise InvalidInput(
+                f"cannot rebuild the model stored in {path} ({type(exc).__name__}: {exc}); "
+                f"the file may be corrupt or written by an incompatible scikit-learn"
+            ) from exc
+
+    def describe(self, model: object) -> dict[str, str]:
+        import sklearn
+        import skops
+
+        return {"sklearn": str(sklearn.__version__), "skops": str(skops.__version__)}

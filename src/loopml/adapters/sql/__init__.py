@@ -1,0 +1,1 @@
+"""The metadata store on SQLAlchemy: SQLite by default, PostgreSQL for teams."""

@@ -1,0 +1,169 @@
+"""Table definitions of the metadata store (SQLAlchemy Core).
+
+Core tables, not ORM classes: the hot paths (metric inserts, run search) are bulk
+statements, and mapping rows to frozen domain values by hand is both faster and explicit.
+Structured values (code version, signature, lineage) are canonical JSON text, readable
+with any SQL client. Times are integer milliseconds since the epoch. Runs have an integer
+surrogate key used by the child tables, and a public 32-hex id.
+
+The migrations in ``migrations/versions`` create exactly these tables; a test compares
+the two, so change both together.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# SQLite autoincrements only an INTEGER PRIMARY KEY (the rowid); PostgreSQL gets BIGINT.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+experiments = Table(
+    "experiments", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+runs = Table(
+    "runs", metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("experiment_id", BigInteger, ForeignKey("experiments.id"), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger),
+    Column("parent_id", String(32), ForeignKey("runs.id")),
+    Column("code", Text),
+    Column("environment", Text),
+    Index("ix_runs_experiment_start", "experiment_id", "start_ms"),
+    Index("ix_runs_parent", "parent_id"),
+)
+
+params = Table(
+    "params", metadata,
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_params_key_value", "key", "value"),
+)
+
+tags = Table(
+    "tags", metadata,
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_tags_key_value", "key", "value"),
+)
+
+metrics = Table(
+    "metrics", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("value", Float),  # NaN is stored as NULL
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Index("ix_metrics_run_key_step", "run_pk", "key", "step"),
+)
+
+latest_metrics = Table(
+    "latest_metrics", metadata,
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(250), primary_key=True),
+    Column("value", Float),  # NaN is stored as NULL
+    Column("step", BigInteger, nullable=False),
+    Column("timestamp_ms", BigInteger, nullable=False),
+    Index("ix_latest_metrics_key_value", "key", "value"),
+)
+
+run_artifacts = Table(
+    "run_artifacts", metadata,
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(1024), primary_key=True),
+    Column("digest", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+)
+
+run_inputs = Table(
+    "run_inputs", metadata,
+    Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
+    Column("dataset", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(80)),
+)
+
+models = Table(
+    "models", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model_id", BigInteger, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("flavor", String(64), nullable=False),
+    Column("artifact_name", String(1024), nullable=False),
+    Column("artifact_digest", String(80), nullable=False),
+    Column("artifact_size", BigInteger, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("signature", Text),
+    Column("metrics", Text, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("inputs", Text, nullable=False),
+    Column("code", Text),
+    Column("description", Text, nullable=False),
+    Column("flavor_info", Text, nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_model_version"),
+    Index("ix_model_versions_model_stage", "model_id", "stage"),
+)
+
+model_aliases = Table(
+    "model_aliases", metadata,
+    Column("model_id", BigInteger, ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(128), primary_key=True),
+    Column("version", Integer, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("object_type", String(64), nullable=False),
+    Column("object_id", String(512), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("reason", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_events_object", "object_id"),
+)
+
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -1,0 +1,204 @@
+"""The interfaces services depend on. Adapters implement them; services never see which.
+
+Each port is small and shaped as commands a remote server could carry: one call is one
+transaction, arguments are plain values, and every state change of a model carries the
+audit record that must be written with it. ``get_*`` raises NotFound, ``find_*`` returns
+None, ``list_*`` and ``search_*`` return a :class:`~loopml.domain.paging.Page`,
+``create_*`` raises AlreadyExists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from loopml.domain.artifacts import ArtifactRef, Digest
+from loopml.domain.audit import AuditEvent, AuditRecord
+from loopml.domain.lifecycle import Stage
+from loopml.domain.paging import Page
+from loopml.domain.registry import Model, ModelVersion, Signature
+from loopml.domain.tracking import (
+    CodeVersion,
+    DatasetRef,
+    EnvironmentInfo,
+    Experiment,
+    Metric,
+    Run,
+    RunStatus,
+)
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class BlobStore(Protocol):
+    """Content-addressed bytes. Writes are atomic and deduplicated; reads verify the hash."""
+
+    def put_bytes(self, data: bytes) -> Digest: ...
+
+    def put_file(self, path: Path) -> tuple[Digest, int]:
+        """Store a file's content; return its digest and size."""
+        ...
+
+    def get_bytes(self, digest: Digest) -> bytes:
+        """Return verified content; IntegrityError if it no longer matches its digest."""
+        ...
+
+    def get_file(self, digest: Digest, dest: Path) -> None:
+        """Write verified content to ``dest`` atomically."""
+        ...
+
+    def exists(self, digest: Digest) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    id: str
+    experiment: str
+    name: str
+    start_ms: int
+    parent_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    code: CodeVersion | None = None
+    environment: EnvironmentInfo | None = None
+
+
+class TrackingStore(Protocol):
+    def create_experiment(self, name: str, now_ms: int) -> Experiment: ...
+    def get_experiment(self, name: str) -> Experiment: ...
+    def find_experiment(self, name: str) -> Experiment | None: ...
+    def list_experiments(self, page_size: int, page_token: str | None) -> Page[Experiment]: ...
+
+    def create_run(self, run: NewRun) -> None:
+        """Create the run, and its experiment if it does not exist yet."""
+        ...
+
+    def finish_run(self, run_id: str, status: RunStatus, end_ms: int) -> None: ...
+    def get_run(self, run_id: str) -> Run: ...
+    def find_run(self, run_id: str) -> Run | None: ...
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Set params; ParamConflict if one is already set to a different value."""
+        ...
+
+    def log_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
+        """Append metric points for one or more runs in one transaction (group commit)."""
+        ...
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+    def add_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRef]) -> None: ...
+    def add_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None: ...
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter_text: str | None,
+        order_by: Sequence[str],
+        page_size: int,
+        page_token: str | None,
+    ) -> Page[Run]:
+        """Runs of the named experiments (all when empty) matching the filter language of
+        :mod:`loopml.domain.search`, ordered, one page at a time."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewModelVersion:
+    model: str
+    flavor: str
+    artifact: ArtifactRef
+    created_ms: int
+    signature: Signature | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    inputs: Sequence[DatasetRef] = ()
+    code: CodeVersion | None = None
+    description: str = ""
+    flavor_info: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StageChange:
+    """Move ``version`` from ``expected`` to ``target``; refused if it is no longer
+    ``expected`` when the transaction runs (compare-and-set)."""
+
+    version: int
+    expected: Stage
+    target: Stage
+
+
+class RegistryStore(Protocol):
+    def create_model(self, name: str, description: str, now_ms: int, actor: str) -> Model: ...
+    def get_model(self, name: str) -> Model: ...
+    def find_model(self, name: str) -> Model | None: ...
+    def list_models(self, page_size: int, page_token: str | None) -> Page[Model]: ...
+
+    def create_version(self, new: NewModelVersion, actor: str) -> ModelVersion:
+        """Assign the next version number, create the model if needed, audit both."""
+        ...
+
+    def get_version(self, name: str, version: int) -> ModelVersion: ...
+    def list_versions(
+        self, name: str, stage: Stage | None, page_size: int, page_token: str | None
+    ) -> Page[ModelVersion]: ...
+
+    def set_stages(
+        self,
+        name: str,
+        changes: Sequence[StageChange],
+        exclusive: Stage | None,
+        audits: Sequence[AuditRecord],
+    ) -> None:
+        """Apply stage moves atomically with their audit events. With ``exclusive``, refuse
+        (ConcurrentModification) if more than one version would end up in that stage."""
+        ...
+
+    def set_alias(self, name: str, alias: str, version: int, audit: AuditRecord) -> None: ...
+    def delete_alias(self, name: str, alias: str, audit: AuditRecord) -> None: ...
+
+
+class AuditLog(Protocol):
+    def append(self, record: AuditRecord) -> AuditEvent:
+        """Append one event on its own (state changes append inside their own call)."""
+        ...
+
+    def list_events(
+        self, object_id: str | None, page_size: int, page_token: str | None
+    ) -> Page[AuditEvent]:
+        """Newest first; ``object_id`` matches exactly or as a prefix ending in '/'."""
+        ...
+
+    def iter_events(self, until_seq: int | None = None) -> Iterator[AuditEvent]:
+        """Events in sequence order, streamed; only those with ``seq <= until_seq`` if set."""
+        ...
+
+    def head(self) -> tuple[int, str] | None: ...
+
+
+class ModelFlavor(Protocol):
+    """Saves and loads one family of models in its own safe format."""
+
+    name: str
+    file_name: str
+
+    def accepts(self, model: object) -> bool: ...
+    def save(self, model: object, path: Path) -> None: ...
+    def load(self, path: Path, *, trusted: bool) -> object: ...
+    def describe(self, model: object) -> dict[str, str]:
+        """Library names and versions that produced the model."""
+        ...
+
+
+class FlavorCatalog(Protocol):
+    def get(self, name: str) -> ModelFlavor: ...
+    def detect(self, model: object) -> ModelFlavor: ...
+    def names(self) -> list[str]: ...
+
+
+class ProvenanceProbe(Protocol):
+    def code_version(self) -> CodeVersion | None: ...
+    def environment(self) -> EnvironmentInfo: ...

@@ -1,0 +1,261 @@
+"""The model registry: versions, flavors, aliases, and lifecycle moves under audit.
+
+Registration serialises a model with its flavor's own safe format, stores the file in the
+content-addressed blob store and records the version with its signature and lineage.
+Stage moves go through the domain state machine and are written together with their
+audit events, compare-and-set, so two people promoting at once cannot both win.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from loopml.domain.artifacts import ArtifactRef
+from loopml.domain.audit import AuditRecord
+from loopml.domain.errors import (
+    IntegrityError,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+)
+from loopml.domain.lifecycle import Stage, check_transition
+from loopml.domain.names import validate_artifact_name, validate_identifier
+from loopml.domain.paging import Page, check_page_size
+from loopml.domain.registry import Model, ModelUri, ModelVersion, Signature
+from loopml.domain.tracking import DatasetRef
+from loopml.ports import (
+    BlobStore,
+    Clock,
+    FlavorCatalog,
+    NewModelVersion,
+    RegistryStore,
+    StageChange,
+    TrackingStore,
+)
+
+UNTRUSTED_FLAVORS = ("python_function",)
+PICKLE_RISK = (
+    "a python_function model is stored with cloudpickle, and loading a pickle runs whatever "
+    "code the file contains. Pass trusted=True (--trusted) only for models you produced "
+    "yourself or audited; prefer a safe flavor (sklearn via skops, xgboost, lightgbm, onnx)"
+)
+_RUN_SOURCE = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})/(?P<path>.+)$")
+
+
+class RegistryService:
+    def __init__(
+        self,
+        store: RegistryStore,
+        blobs: BlobStore,
+        flavors: FlavorCatalog,
+        clock: Clock,
+        runs: TrackingStore,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.flavors = flavors
+        self.clock = clock
+        self.runs = runs
+
+    # models ------------------------------------------------------------------------------
+    def create_model(self, name: str, actor: str, description: str = "") -> Model:
+        return self.store.create_model(validate_identifier("model name", name), description,
+                                       self.clock.now_ms(), actor)
+
+    def get_model(self, name: str) -> Model:
+        return self.store.get_model(name)
+
+    def list_models(self, page_size: int = 100, page_token: str | None = None) -> Page[Model]:
+        return self.store.list_models(check_page_size(page_size), page_token)
+
+    def list_versions(self, name: str, stage: Stage | None = None, page_size: int = 100,
+                      page_token: str | None = None) -> Page[ModelVersion]:
+        return self.store.list_versions(name, stage, check_page_size(page_size), page_token)
+
+    # registration ------------------------------------------------------------------------
+    def register(
+        self,
+        model: object,
+        name: str,
+        actor: str,
+        *,
+        flavor: str | None = None,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        inputs: Sequence[DatasetRef] = (),
+        description: str = "",
+        trusted: bool = False,
+    ) -> ModelVersion:
+        """Serialise ``model`` with its flavor and record a new version of ``name``."""
+        validate_identifier("model name", name)
+        chosen = self.flavors.get(flavor) if flavor else self.flavors.detect(model)
+        if chosen.name in UNTRUSTED_FLAVORS and not trusted:
+            raise PermissionDenied(f"refusing to register {name!r}: {PICKLE_RISK}")
+        if flavor and not chosen.accepts(model):
+            raise InvalidInput(
+                f"flavor {flavor!r} cannot save a {type(model).__module__}."
+                f"{type(model).__qualname__}; leave flavor unset to detect it"
+            )
+        with tempfile.TemporaryDirectory(prefix="loopml-register-") as tmp:
+            path = Path(tmp) / chosen.file_name
+            chosen.save(model, path)
+            digest, size = self.blobs.put_file(path)
+        artifact = ArtifactRef(f"model/{chosen.file_name}", digest, size)
+        return self._create(name, actor, chosen.name, artifact, signature, run_id, metrics,
+                            inputs, description, chosen.describe(model))
+
+    def register_from_run(
+        self,
+        source: str,
+        name: str,
+        flavor: str,
+        actor: str,
+        *,
+        signature: Signature | None = None,
+        metrics: Mapping[str, float] | None = None,
+        description: str = "",
+        trusted: bool = False,
+    ) -> ModelVersion:
+        """Register a model file a run already logged: ``runs:/RUN_ID/ARTIFACT_NAME``.
+
+        The version points at the same stored bytes; nothing is copied.
+        """
+        validate_identifier("model name", name)
+        m = _RUN_SOURCE.match(source) if isinstance(source, str) else None
+        if not m:
+            raise InvalidInput(f"model source {source!r} is not valid; expected "
+                               "runs:/RUN_ID/ARTIFACT_NAME (a 32-hex run id and a relative name)")
+        artifact_name = validate_artifact_name(m["path"])
+        chosen = self.flavors.get(flavor)
+        if chosen.name in UNTRUSTED_FLAVORS and not trusted:
+            raise PermissionDenied(f"refusing to register {name!r}: {PICKLE_RISK}")
+        run = self.runs.get_run(m["run"])
+        ref = next((a for a in run.artifacts if a.name == artifact_name), None)
+        if ref is None:
+            known = ", ".join(a.name for a in run.artifacts) or "none"
+            raise NotFound(f"run {run.id} has no artifact {artifact_name!r}; it has: {known}")
+        return self._create(name, actor, chosen.name, ref, signature, run.id, metrics, (),
+                            description, {})
+
+    def _create(self, name: str, actor: str, flavor: str, artifact: ArtifactRef,
+                signature: Signature | None, run_id: str | None,
+                metrics: Mapping[str, float] | None, inputs: Sequence[DatasetRef],
+                description: str, flavor_info: Mapping[str, str]) -> ModelVersion:
+        code = None
+        lineage = list(inputs)
+        if run_id is not None:
+            run = self.runs.get_run(run_id)
+            code = run.code
+            lineage += [i for i in run.inputs if i not in lineage]
+            if metrics is None:
+                metrics = run.metrics
+        return self.store.create_version(NewModelVersion(
+            model=name, flavor=flavor, artifact=artifact, created_ms=self.clock.now_ms(),
+            signature=signature, metrics=dict(metrics or {}), run_id=run_id,
+            inputs=tuple(lineage), code=code, description=description,
+            flavor_info=dict(flavor_info),
+        ), actor)
+
+    # resolution and loading --------------------------------------------------------------
+    def resolve(self, uri: str | ModelUri) -> ModelVersion:
+        """The version a ``models:/`` URI names (a stage must name exactly one version)."""
+        parsed = ModelUri.parse(uri) if isinstance(uri, str) else uri
+        if parsed.version is not None:
+            return self.store.get_version(parsed.name, parsed.version)
+        if parsed.alias is not None:
+            model = self.store.get_model(parsed.name)
+            if parsed.alias not in model.aliases:
+                known = ", ".join(sorted(model.aliases)) or "none"
+                raise NotFound(f"model {parsed.name!r} has no alias {parsed.alias!r}; "
+                               f"its aliases are: {known}")
+            return self.store.get_version(parsed.name, model.aliases[parsed.alias])
+        assert parsed.stage is not None  # guaranteed by ModelUri.parse
+        page = self.store.list_versions(parsed.name, parsed.stage, 2, None)
+        if not page.items:
+            raise NotFound(f"model {parsed.name!r} has no version in {parsed.stage.value}")
+        if len(page.items) > 1:
+            raise InvalidState(f"{parsed} is ambiguous: several versions are in "
+                               f"{parsed.stage.value}; name a version or an alias instead")
+        return page.items[0]
+
+    def load(self, uri: str | ModelUri, *, trusted: bool = False) -> object:
+        """Load a registered model after verifying its artifact's hash."""
+        mv = self.resolve(uri)
+        flavor = self.flavors.get(mv.flavor)
+        if mv.flavor in UNTRUSTED_FLAVORS and not trusted:
+            raise PermissionDenied(f"refusing to load {mv.uri}: {PICKLE_RISK}")
+        with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
+            path = Path(tmp) / flavor.file_name
+            try:
+                self.blobs.get_file(mv.artifact.digest, path)
+            except IntegrityError as exc:
+                raise IntegrityError(
+                    f"artifact {mv.artifact.name!r} of {mv.uri} is corrupt and was not loaded: "
+                    f"{exc}"
+                ) from exc
+            return flavor.load(path, trusted=trusted)
+
+    # lifecycle ---------------------------------------------------------------------------
+    def transition(
+        self,
+        name: str,
+        version: int,
+        target: Stage | str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        archive_existing: bool = False,
+        allow_multiple: bool = False,
+    ) -> ModelVersion:
+        """Move a version to ``target``. Production holds one version per model unless
+        ``allow_multiple``; ``archive_existing`` archives the current one in the same step."""
+        target = Stage.parse(target) if isinstance(target, str) else target
+        mv = self.store.get_version(name, version)
+        check_transition(mv.uri, mv.stage, target)
+        changes = [StageChange(version, mv.stage, target)]
+        exclusive = None
+        if target is Stage.PRODUCTION and not allow_multiple:
+            exclusive = Stage.PRODUCTION
+            current = [v for v in self.store.list_versions(name, Stage.PRODUCTION, 1000, None)
+                       if v.version != version]
+            if current and not archive_existing:
+                listed = ", ".join(v.uri for v in current)
+                raise InvalidState(
+                    f"{listed} is already in production and a model holds one production "
+                    "version: pass archive_existing=True (--archive-existing) to archive it in "
+                    "the same step, or allow_multiple=True (--allow-multiple) to keep both"
+                )
+            changes += [StageChange(v.version, Stage.PRODUCTION, Stage.ARCHIVED)
+                        for v in current]
+        audits = [AuditRecord("model_version.stage", "model_version",
+                              f"models:/{name}/{c.version}", actor, {"stage": c.expected.value},
+                              {"stage": c.target.value}, reason) for c in changes]
+        self.store.set_stages(name, changes, exclusive, audits)
+        return self.store.get_version(name, version)
+
+    def archive(self, name: str, version: int, actor: str, reason: str | None = None
+                ) -> ModelVersion:
+        return self.transition(name, version, Stage.ARCHIVED, actor, reason=reason)
+
+    def set_alias(self, name: str, alias: str, version: int, actor: str) -> None:
+        validate_identifier("alias", alias)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidInput(f"alias {alias!r} must point at a version number, got {version!r}")
+        self.store.get_version(name, version)
+        before = self.store.get_model(name).aliases.get(alias)
+        self.store.set_alias(name, alias, version, AuditRecord(
+            "alias.set", "alias", f"models:/{name}@{alias}", actor,
+            {"version": before} if before is not None else None, {"version": version}))
+
+    def delete_alias(self, name: str, alias: str, actor: str) -> None:
+        model = self.store.get_model(name)
+        if alias not in model.aliases:
+            raise NotFound(f"model {name!r} has no alias {alias!r}")
+        self.store.delete_alias(name, alias, AuditRecord(
+            "alias.delete", "alias", f"models:/{name}@{alias}", actor,
+            {"version": model.aliases[alias]}, None))
