@@ -49,7 +49,9 @@ class Metric:
 def make_metric(key: str, value: object, step: object, timestamp_ms: int) -> Metric:
     """Validate and build a :class:`Metric`; NaN and infinities are kept as they are."""
     validate_key("metric", key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):
+        raise InvalidInput(f"metric {key!r} must be a number, got bool {value!r}; log 0 or 1")
+    if not isinstance(value, int | float):
         try:
             value = float(value)  # type: ignore[arg-type]  # numpy scalars and friends
         except (TypeError, ValueError) as exc:

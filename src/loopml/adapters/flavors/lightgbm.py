@@ -11,12 +11,13 @@ part of the booster. The format holds no code, so ``trusted`` is ignored on load
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy.typing as npt
 
 

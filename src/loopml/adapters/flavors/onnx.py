@@ -11,12 +11,13 @@ to the file's own directory.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy.typing as npt
 
 # ONNX tensor types of the first input, mapped to the numpy dtype callers' data is cast to.
@@ -123,9 +124,7 @@ class OnnxFlavor:
 
         try:
             # From the path, not bytes: external data then resolves inside its directory.
-            session = onnxruntime.InferenceSession(
-                str(path), providers=["CPUExecutionProvider"]
-            )
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except (
             ort_errors.Fail,
             ort_errors.InvalidArgument,

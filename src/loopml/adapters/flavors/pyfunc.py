@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import pickle
 import platform
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.domain.errors import InvalidInput, PermissionDenied
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class PythonFunctionFlavor:

@@ -13,9 +13,12 @@ joblib dump) is refused: this flavor never falls back to pickle.
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.domain.errors import InvalidInput, PermissionDenied
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # What skops raises on a file that is not a well-formed skops archive: not a ZIP, no
 # schema.json, malformed JSON or an unknown protocol.

@@ -71,7 +71,7 @@ class SqlRegistryStore:
             return None
         a = t.model_aliases.c
         aliases = dict(conn.execute(select(a.alias, a.version).where(a.model_id == row.id))
-                       .tuples().all())
+                       .all())
         return Model(row.name, int(row.created_ms), row.description, int(row.latest_version),
                      {k: int(v) for k, v in aliases.items()})
 

@@ -1,0 +1,158 @@
+"""The composition root: the one place that picks adapters and wires services.
+
+``build`` makes objects and does no I/O. ``open_workspace`` checks the database schema
+(it never migrates an existing database); ``init_workspace`` creates a workspace and the
+schema of its brand-new database, safely when several processes do it at once;
+``upgrade_database`` is the explicit migration behind ``loopml db upgrade``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.adapters.artifacts.fsspec_store import FsspecBlobStore
+from loopml.adapters.clock import SystemClock
+from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
+from loopml.adapters.memory.blobs import MemoryBlobStore
+from loopml.adapters.memory.stores import (
+    MemoryAuditLog,
+    MemoryDatabase,
+    MemoryRegistryStore,
+    MemoryTrackingStore,
+)
+from loopml.adapters.provenance import GitProvenance
+from loopml.adapters.sql import migrate
+from loopml.adapters.sql.audit import SqlAuditLog
+from loopml.adapters.sql.database import SqlDatabase
+from loopml.adapters.sql.registry import SqlRegistryStore
+from loopml.adapters.sql.tracking import SqlTrackingStore
+from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
+from loopml.domain.errors import ConfigError
+from loopml.ports import AuditLog, BlobStore, Clock, RegistryStore, TrackingStore
+from loopml.services.audit import AuditService
+from loopml.services.registry import RegistryService
+from loopml.services.tracking import TrackingService
+
+WORKSPACE_TEMPLATE = f"""\
+# loopml workspace settings. Precedence: defaults < this file < LOOPML_* env < flags.
+# `loopml config show` prints every value and where it came from.
+
+[store]
+# metadata_url = "postgresql://user@host:5432/loopml"   # default: SQLite in {STATE_DIR}/
+# artifact_url = "s3://bucket/loopml"                   # default: {STATE_DIR}/artifacts
+
+[tracking]
+# metric_flush_seconds = 1.0
+"""
+
+
+@dataclass
+class Loopml:
+    """The wired application: services plus what they were built from."""
+
+    settings: Settings | None
+    clock: Clock
+    blobs: BlobStore
+    tracking_store: TrackingStore
+    registry_store: RegistryStore
+    audit_log: AuditLog
+    tracking: TrackingService
+    registry: RegistryService
+    audit: AuditService
+    database: SqlDatabase | None = None
+
+    def close(self) -> None:
+        if self.database is not None:
+            self.database.dispose()
+
+
+def _wire(settings: Settings | None, clock: Clock, blobs: BlobStore, tracking: TrackingStore,
+          registry: RegistryStore, audit: AuditLog, database: SqlDatabase | None,
+          cwd: Path) -> Loopml:
+    provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
+    return Loopml(
+        settings=settings, clock=clock, blobs=blobs, tracking_store=tracking,
+        registry_store=registry, audit_log=audit,
+        tracking=TrackingService(tracking, blobs, clock, provenance),
+        registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
+        audit=AuditService(audit), database=database,
+    )
+
+
+def build(settings: Settings) -> Loopml:
+    """Wire the SQL and artifact adapters named by ``settings``. No I/O happens here."""
+    clock = SystemClock()
+    db = SqlDatabase(settings.metadata_url, busy_timeout_s=settings.busy_timeout_seconds)
+    return _wire(settings, clock, FsspecBlobStore(settings.artifact_url),
+                 SqlTrackingStore(db), SqlRegistryStore(db, clock), SqlAuditLog(db, clock),
+                 db, Path.cwd())
+
+
+def build_memory(clock: Clock | None = None) -> Loopml:
+    """Everything in memory: for tests, notebooks and trying loopml out."""
+    clock = clock or SystemClock()
+    mem = MemoryDatabase()
+    return _wire(None, clock, MemoryBlobStore(), MemoryTrackingStore(mem),
+                 MemoryRegistryStore(mem, clock), MemoryAuditLog(mem, clock), None, Path.cwd())
+
+
+def open_workspace(settings: Settings, *, create: bool = False) -> Loopml:
+    """Build and check the schema. With ``create``, a database that has no schema yet
+    gets one (an existing database at an old revision is never migrated here)."""
+    app = build(settings)
+    assert app.database is not None
+    if create:
+        migrate.initialize(app.database)
+    else:
+        migrate.check_schema(app.database)
+    return app
+
+
+def init_workspace(root: Path, **flags: object) -> Settings:
+    """Create ``loopml.toml`` and ``.loopml/`` in ``root`` (keeping any that exist) and the
+    database schema. Safe to run concurrently and to run again."""
+    root = root.expanduser().resolve()
+    try:
+        (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+        _write_once(root / CONFIG_FILE, WORKSPACE_TEMPLATE)
+        _write_once(root / STATE_DIR / ".gitignore", "# loopml's local state: never commit\n*\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot create a workspace in {root}: {exc}") from exc
+    settings = load_settings(root, flags=flags)
+    app = build(settings)
+    try:
+        assert app.database is not None
+        migrate.initialize(app.database)
+    finally:
+        app.close()
+    return settings
+
+
+def upgrade_database(settings: Settings) -> tuple[str | None, str]:
+    app = build(settings)
+    try:
+        assert app.database is not None
+        return migrate.upgrade(app.database)
+    finally:
+        app.close()
+
+
+def _write_once(path: Path, text: str) -> None:
+    """Create ``path`` with ``text`` atomically unless it exists: never a half file, and
+    never overwrite what another process (or the user) wrote."""
+    if path.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic create-if-absent
+    finally:
+        os.unlink(tmp)

@@ -1,0 +1,1 @@
+"""The ``loopml`` command: parse flags, build settings, call a service, render the result."""

@@ -1,0 +1,99 @@
+"""What every command shares: the workspace option, the client, output and error mapping.
+
+Errors are mapped to exit codes once, here, by class. Each code is stable so scripts and
+CI can branch on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+
+from loopml.domain import errors
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+
+EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
+    (errors.InvalidInput, 2),
+    (errors.NotFound, 3),
+    (errors.AlreadyExists, 4),
+    (errors.InvalidState, 5),
+    (errors.IntegrityError, 6),
+    (errors.StorageError, 7),
+    (errors.ConfigError, 8),
+    (errors.PermissionDenied, 9),
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def exit_code(exc: errors.LoopmlError) -> int:
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return 1
+
+
+@dataclass
+class State:
+    workspace: Path | None = None
+    _client: Client | None = field(default=None, repr=False)
+
+    def client(self) -> Client:
+        if self._client is None:
+            from loopml.bootstrap import open_workspace
+            from loopml.client import Client
+            from loopml.config import load_settings
+
+            settings = load_settings(self.workspace)
+            self._client = Client(app=open_workspace(settings))
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):
+        obj = ctx.find_root().obj = State()
+    return obj
+
+
+@contextmanager
+def handled() -> Iterator[None]:
+    """Print a loopml error as one clear line and exit with its class's code."""
+    try:
+        yield
+    except errors.LoopmlError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(exit_code(exc)) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def fmt_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def fmt_value(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)

@@ -1,0 +1,41 @@
+"""Entry point of the ``loopml`` command; sub-command groups live in sibling modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopml.cli import audit, models, runs, workspace
+from loopml.cli.context import State, state
+
+app = typer.Typer(
+    name="loopml",
+    help="loopml: track, version, register, promote and audit models: the whole loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace_path: Annotated[Path | None, typer.Option(
+        "--workspace", "-w", help="Workspace folder (default: found by walking up from here).",
+        envvar="LOOPML_WORKSPACE")] = None,
+) -> None:
+    ctx.obj = State(workspace=workspace_path)
+    ctx.call_on_close(state(ctx).close)
+
+
+workspace.register(app)
+app.add_typer(runs.app, name="runs")
+app.add_typer(runs.experiments_app, name="experiments")
+app.add_typer(models.app, name="models")
+app.add_typer(audit.app, name="audit")
+
+
+def main() -> None:
+    app()

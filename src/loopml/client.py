@@ -1,0 +1,299 @@
+"""The SDK's explicit client and the run handle it gives out.
+
+``Client`` opens a workspace (creating one in the current folder when none is found, as a
+first run on a laptop expects) and exposes tracking, registry and audit in one object,
+with no hidden global state. ``ActiveRun`` logs into one run; used as a context manager
+it ends the run as finished, or failed if the block raised.
+
+Metric points are buffered and group-committed; see :mod:`loopml.services.metric_buffer`
+for exactly when they become durable. Reads through the client flush first, so a client
+always reads what it wrote.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from loopml.adapters.signature import infer_signature
+from loopml.bootstrap import Loopml, init_workspace, open_workspace
+from loopml.config import find_workspace, load_settings
+from loopml.domain.artifacts import ArtifactRef
+from loopml.domain.audit import AuditEvent, ChainReport
+from loopml.domain.lifecycle import Stage
+from loopml.domain.paging import Page
+from loopml.domain.registry import Model, ModelVersion, Signature
+from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
+from loopml.services.metric_buffer import MetricBuffer
+
+
+class RunList(list[Run]):
+    """A page of runs; ``next_page_token`` fetches the next one (None on the last)."""
+
+    next_page_token: str | None = None
+
+
+class Client:
+    """Explicit access to one workspace: ``Client()`` or ``Client("path/to/workspace")``."""
+
+    def __init__(self, workspace: str | Path | None = None, *, app: Loopml | None = None,
+                 **settings: object) -> None:
+        if app is None:
+            app = _open(workspace, settings)
+        self.app = app
+        flush_points = app.settings.metric_flush_points if app.settings else 10_000
+        flush_seconds = app.settings.metric_flush_seconds if app.settings else 1.0
+        self._buffer = MetricBuffer(app.tracking.write_metrics, max_points=flush_points,
+                                    max_delay=flush_seconds)
+        self._steps: dict[tuple[str, str], int] = {}
+        self.actor = app.settings.actor if app.settings else "sdk"
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    # tracking ----------------------------------------------------------------------------
+    def start_run(self, experiment: str | None = None, name: str | None = None, *,
+                  parent: str | ActiveRun | None = None, tags: Mapping[str, object] | None = None
+                  ) -> ActiveRun:
+        parent_id = parent.id if isinstance(parent, ActiveRun) else parent
+        run = self.app.tracking.start_run(experiment, name, parent_id, tags)
+        return ActiveRun(self, run)
+
+    def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> None:
+        self._buffer.flush(run_id)
+        self.app.tracking.end_run(run_id, status)
+
+    def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
+        self.app.tracking.log_params(run_id, params)
+
+    def log_metric(self, run_id: str, key: str, value: float, step: int | None = None,
+                   timestamp_ms: int | None = None) -> None:
+        if step is None:
+            step = self._steps.get((run_id, key), -1) + 1
+        self._steps[(run_id, key)] = step
+        ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
+        self._buffer.add(run_id, make_metric(key, value, step, ts))
+
+    def log_metrics(self, run_id: str, values: Mapping[str, object], step: int | None = None,
+                    timestamp_ms: int | None = None) -> None:
+        points = []
+        ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
+        for key, value in values.items():
+            s = self._steps.get((run_id, key), -1) + 1 if step is None else step
+            self._steps[(run_id, key)] = s
+            points.append(make_metric(key, value, s, ts))
+        self._buffer.add_many(run_id, points)
+
+    def log_metric_points(self, run_id: str, points: Sequence[Metric]) -> None:
+        """Log many already-built points (e.g. a whole series) in one buffered call."""
+        self._buffer.add_many(run_id, points)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
+        self.app.tracking.set_tags(run_id, tags)
+
+    def log_artifact(self, run_id: str, source: str | Path | bytes, name: str | None = None
+                     ) -> ArtifactRef:
+        if isinstance(source, bytes):
+            if name is None:
+                raise TypeError("log_artifact(bytes) needs name=, e.g. name='report.json'")
+            return self.app.tracking.log_artifact(run_id, name, source)
+        path = Path(source)
+        return self.app.tracking.log_artifact(run_id, name or path.name, path)
+
+    def log_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None:
+        self.app.tracking.log_inputs(run_id, inputs)
+
+    def flush(self) -> None:
+        """Write every buffered metric point now; returns once they are committed."""
+        self._buffer.flush()
+
+    def get_run(self, run_id: str) -> Run:
+        self._buffer.flush(run_id)
+        return self.app.tracking.get_run(run_id)
+
+    def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
+        self._buffer.flush(run_id)
+        return self.app.tracking.get_metric_history(run_id, key)
+
+    def search_runs(self, filter: str | None = None, *, experiments: Sequence[str] = (),
+                    order_by: Sequence[str] | str | None = None, max_results: int = 1000,
+                    page_token: str | None = None, output: Literal["list", "frame"] = "list"
+                    ) -> Any:
+        """Runs matching ``filter`` (e.g. ``"metrics.rmse < 0.3 and params.model = 'gbr'"``):
+        a :class:`RunList`, or a pandas DataFrame with ``output="frame"``."""
+        self._buffer.flush()
+        page = self.app.tracking.search_runs(experiments, filter, order_by, max_results,
+                                             page_token)
+        if output == "frame":
+            return runs_frame(page)
+        runs = RunList(page.items)
+        runs.next_page_token = page.next_page_token
+        return runs
+
+    # registry ----------------------------------------------------------------------------
+    def register_model(self, model: object, name: str, *, sample: Any = None,
+                       signature: Signature | None = None, run_id: str | None = None,
+                       flavor: str | None = None, metrics: Mapping[str, float] | None = None,
+                       inputs: Sequence[DatasetRef] = (), description: str = "",
+                       trusted: bool = False) -> ModelVersion:
+        """Register ``model`` as the next version of ``name`` (stage ``candidate``)."""
+        if signature is None and sample is not None:
+            signature = infer_signature(sample, model)
+        if run_id is not None:
+            self._buffer.flush(run_id)
+        return self.app.registry.register(
+            model, name, self.actor, flavor=flavor, signature=signature, run_id=run_id,
+            metrics=metrics, inputs=inputs, description=description, trusted=trusted)
+
+    def load_model(self, uri: str, *, trusted: bool = False) -> Any:
+        """Load ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/NAME/STAGE``."""
+        return self.app.registry.load(uri, trusted=trusted)
+
+    def get_model_version(self, uri: str) -> ModelVersion:
+        return self.app.registry.resolve(uri)
+
+    def get_model(self, name: str) -> Model:
+        return self.app.registry.get_model(name)
+
+    def list_models(self, page_size: int = 100, page_token: str | None = None) -> Page[Model]:
+        return self.app.registry.list_models(page_size, page_token)
+
+    def list_versions(self, name: str, stage: Stage | str | None = None, page_size: int = 100,
+                      page_token: str | None = None) -> Page[ModelVersion]:
+        parsed = Stage.parse(stage) if isinstance(stage, str) else stage
+        return self.app.registry.list_versions(name, parsed, page_size, page_token)
+
+    def promote(self, name: str, version: int, stage: Stage | str, *, reason: str | None = None,
+                archive_existing: bool = False, allow_multiple: bool = False) -> ModelVersion:
+        return self.app.registry.transition(name, version, stage, self.actor, reason=reason,
+                                            archive_existing=archive_existing,
+                                            allow_multiple=allow_multiple)
+
+    def archive(self, name: str, version: int, reason: str | None = None) -> ModelVersion:
+        return self.app.registry.archive(name, version, self.actor, reason)
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        self.app.registry.set_alias(name, alias, version, self.actor)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.app.registry.delete_alias(name, alias, self.actor)
+
+    # audit -------------------------------------------------------------------------------
+    def audit_events(self, object_id: str | None = None, page_size: int = 100,
+                     page_token: str | None = None) -> Page[AuditEvent]:
+        return self.app.audit.list_events(object_id, page_size, page_token)
+
+    def verify_audit(self) -> ChainReport:
+        return self.app.audit.verify()
+
+    def close(self) -> None:
+        """Flush buffered metrics and release database connections."""
+        self._buffer.close()
+        self.app.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ActiveRun:
+    """Handle on a run being logged. Use as a context manager to end it automatically."""
+
+    def __init__(self, client: Client, run: Run) -> None:
+        self.client = client
+        self.id = run.id
+        self.name = run.name
+        self.experiment = run.experiment
+
+    def log_param(self, key: str, value: object) -> None:
+        self.client.log_params(self.id, {key: value})
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        self.client.log_params(self.id, params)
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.client.log_metric(self.id, key, value, step)
+
+    def log_metrics(self, values: Mapping[str, object], step: int | None = None) -> None:
+        self.client.log_metrics(self.id, values, step)
+
+    def set_tag(self, key: str, value: object) -> None:
+        self.client.set_tags(self.id, {key: value})
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        self.client.set_tags(self.id, tags)
+
+    def log_artifact(self, source: str | Path | bytes, name: str | None = None) -> ArtifactRef:
+        return self.client.log_artifact(self.id, source, name)
+
+    def log_inputs(self, inputs: Sequence[DatasetRef]) -> None:
+        self.client.log_inputs(self.id, inputs)
+
+    def flush(self) -> None:
+        self.client._buffer.flush(self.id)
+
+    def end(self, status: RunStatus | str = RunStatus.FINISHED) -> None:
+        self.client.end_run(self.id, status)
+
+    def info(self) -> Run:
+        return self.client.get_run(self.id)
+
+    def __enter__(self) -> ActiveRun:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            status = RunStatus.FINISHED
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = RunStatus.KILLED
+        else:
+            status = RunStatus.FAILED
+        self.end(status)
+
+    def __repr__(self) -> str:
+        return f"<ActiveRun {self.id} {self.name!r} experiment={self.experiment!r}>"
+
+
+def runs_frame(runs: Sequence[Run]) -> Any:
+    """One row per run: attributes, then ``params.*``, ``metrics.*`` and ``tags.*``."""
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        row: dict[str, object] = {
+            "run_id": run.id, "experiment": run.experiment, "name": run.name,
+            "status": run.status.value, "start_ms": run.start_ms, "end_ms": run.end_ms,
+        }
+        row.update({f"params.{k}": v for k, v in run.params.items()})
+        row.update({f"metrics.{k}": v for k, v in run.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in run.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _open(workspace: str | Path | None, flags: Mapping[str, object]) -> Loopml:
+    if workspace is None and find_workspace(Path.cwd()) is None and not _env_workspace():
+        root = Path.cwd()
+        init_workspace(root, **flags)
+        print(f"loopml: created a workspace in {root} (loopml.toml, .loopml/)", file=sys.stderr)
+    settings = load_settings(workspace, flags=flags)
+    return open_workspace(settings, create=True)
+
+
+def _env_workspace() -> bool:
+    return bool(load_settings(require=False).sources.get("root", "").startswith("env"))
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Client]) -> None:
+    client = ref()
+    if client is not None:
+        try:
+            client._buffer.close()
+        except Exception as exc:  # at exit there is no caller left to raise to
+            print(f"loopml: could not write buffered metrics at exit: {exc}", file=sys.stderr)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loopml.cli.main import app
+from loopml.client import Client
+
+runner = CliRunner()
+
+
+def cli(ws: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--workspace", str(ws), *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    result = runner.invoke(app, ["init", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "ws"
+
+
+def seed(ws: Path) -> list[str]:
+    ids = []
+    with Client(ws) as client:
+        for i, model in enumerate(["ridge", "gbr", "gbr"]):
+            with client.start_run("bikes", f"run{i}") as run:
+                run.log_params({"model": model, "alpha": 0.1 * (i + 1)})
+                run.log_metric("rmse", 10.0 - i)
+            ids.append(run.id)
+    return ids
+
+
+def test_init_creates_the_workspace_and_is_idempotent(ws: Path) -> None:
+    assert (ws / "loopml.toml").is_file() and (ws / ".loopml" / "loopml.db").is_file()
+    code, output = cli(ws, "db", "status")
+    assert code == 0 and "up to date" in output
+    assert runner.invoke(app, ["init", str(ws)]).exit_code == 0
+
+
+def test_config_show_names_sources(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOPML_ACTOR", "ci-bot")
+    code, output = cli(ws, "config", "show", "--json")
+    data = json.loads(output)
+    assert code == 0
+    assert data["actor"] == {"value": "ci-bot", "source": "env LOOPML_ACTOR"}
+    assert data["busy_timeout_seconds"]["source"] == "default"
+
+
+def test_runs_list_filter_show_compare(ws: Path) -> None:
+    ids = seed(ws)
+    code, output = cli(ws, "runs", "list", "--filter", "params.model = 'gbr'", "--json")
+    assert code == 0
+    assert {r["run_id"] for r in json.loads(output)["runs"]} == set(ids[1:])
+    code, output = cli(ws, "runs", "list", "-o", "metrics.rmse asc")
+    assert code == 0 and output.index("run2") < output.index("run0")
+    code, output = cli(ws, "runs", "show", ids[0][:12])
+    assert code == 0 and "alpha" in output and "rmse" in output
+    code, output = cli(ws, "runs", "compare", ids[0], ids[1], "--json")
+    rows = {r["key"]: r for r in json.loads(output)["rows"]}
+    assert rows["params.model"]["differs"] and rows["params.model"]["values"] == ["ridge", "gbr"]
+
+
+def test_models_promote_alias_audit(ws: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    with Client(ws) as client:
+        client.register_model(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "m")
+    assert cli(ws, "models", "promote", "m", "1", "staging")[0] == 0
+    code, output = cli(ws, "models", "promote", "m", "1", "production", "--reason", "go")
+    assert code == 0 and "production" in output
+    assert cli(ws, "models", "alias", "m", "champion", "1")[0] == 0
+    code, output = cli(ws, "models", "show", "m", "--json")
+    assert json.loads(output)[0]["aliases"] == ["champion"]
+    code, output = cli(ws, "audit", "log", "--object", "models:/m", "--json")
+    actions = [e["action"] for e in json.loads(output)]
+    assert actions[0] == "alias.set" and "model_version.stage" in actions
+    code, output = cli(ws, "audit", "verify")
+    assert code == 0 and "intact" in output
+
+
+@pytest.mark.parametrize(("args", "code", "fragment"), [
+    (["runs", "show", "f" * 32], 3, "does not exist"),
+    (["runs", "list", "--filter", "metrics.rmse < 'x'"], 2, "compares with a number"),
+    (["models", "promote", "nope", "1", "staging"], 3, "model 'nope' does not exist"),
+    (["models", "promote", "m", "1", "prod"], 2, "unknown stage 'prod'"),
+])
+def test_errors_map_to_exit_codes_with_a_clear_line(ws: Path, args: list[str], code: int,
+                                                    fragment: str) -> None:
+    result = runner.invoke(app, ["--workspace", str(ws), *args])
+    assert result.exit_code == code, result.output
+    assert fragment in result.output and "Traceback" not in result.output
+
+
+def test_outside_a_workspace_the_error_says_to_init(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOOPML_WORKSPACE", raising=False)
+    result = runner.invoke(app, ["runs", "list"])
+    assert result.exit_code == 8 and "loopml init" in result.output

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import loopml
+
+EXPECTED = {
+    "ActiveRun", "AlreadyExists", "Client", "ColumnSpec", "DatasetRef", "IntegrityError",
+    "InvalidInput", "InvalidState", "LoopmlError", "NotFound", "PermissionDenied", "RunStatus",
+    "Signature", "Stage", "__version__", "active_run", "flush", "get_client", "load_model",
+    "log_artifact", "log_metric", "log_metrics", "log_param", "log_params", "register_model",
+    "search_runs", "set_client", "set_tags", "start_run",
+}
+
+
+def test_public_surface_is_exactly_the_documented_one() -> None:
+    assert set(loopml.__all__) == EXPECTED
+    for name in loopml.__all__:
+        assert getattr(loopml, name) is not None
+
+
+def test_import_is_lazy() -> None:
+    code = ("import sys, loopml; heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', "
+            "'numpy', 'alembic', 'typer') if m in sys.modules]; print(','.join(heavy))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "", f"import loopml pulled in: {done.stdout}"

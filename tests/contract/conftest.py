@@ -1,0 +1,178 @@
+"""Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
+
+Every test that asks for ``tracking``, ``registry`` or ``audit`` runs once per backend, with
+the three stores sharing one fresh, empty database:
+
+* ``memory``: a new :class:`MemoryDatabase`;
+* ``sqlite``: a copy of a template file migrated once per session (migrating per test
+  would dominate the run time);
+* ``postgresql``: a schema of its own, created and migrated once per session and dropped
+  at the end; every table is truncated before each test. Skipped, naming the URL, when
+  psycopg is missing or the server does not answer. ``LOOPML_TEST_POSTGRES_URL`` points
+  the suite at another server.
+
+A test that exposes a known defect of some backends calls ``known_bug(...)``, which marks
+it as a strict xfail on those backends only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import text
+
+from loopml.adapters.memory.stores import (
+    MemoryAuditLog,
+    MemoryDatabase,
+    MemoryRegistryStore,
+    MemoryTrackingStore,
+)
+from loopml.adapters.sql import migrate
+from loopml.adapters.sql.audit import SqlAuditLog
+from loopml.adapters.sql.database import SqlDatabase
+from loopml.adapters.sql.registry import SqlRegistryStore
+from loopml.adapters.sql.schema import metadata
+from loopml.adapters.sql.tracking import SqlTrackingStore
+from loopml.domain.audit import GENESIS_HASH
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from loopml.ports import AuditLog, RegistryStore, TrackingStore
+
+POSTGRES_URL = os.environ.get(
+    "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.ms = start_ms
+
+    def now_ms(self) -> int:
+        return self.ms
+
+    def advance(self, ms: int = 1) -> int:
+        self.ms += ms
+        return self.ms
+
+
+@dataclass
+class Stores:
+    backend: str
+    tracking: TrackingStore
+    registry: RegistryStore
+    audit: AuditLog
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "loopml.db"
+    db = SqlDatabase(f"sqlite:///{path}")
+    migrate.initialize(db)
+    db.dispose()  # the last connection to close checkpoints and removes the WAL file
+    leftovers = [p.name for p in path.parent.iterdir() if p.name.endswith(("-wal", "-shm"))]
+    if leftovers:
+        pytest.fail(f"the migrated template left {leftovers} behind; copying it would lose data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_db() -> Iterator[SqlDatabase]:
+    try:
+        import psycopg
+    except ImportError:
+        pytest.skip(f"psycopg is not installed; cannot reach {POSTGRES_URL} "
+                    "(pip install 'loopml[postgres]')")
+    try:
+        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}".strip())
+    schema = f"loopml_contract_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    db = SqlDatabase(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+    try:
+        migrate.initialize(db)
+        yield db
+    finally:
+        db.dispose()
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()
+
+
+def _reset_postgres(db: SqlDatabase) -> None:
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    with db.write() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"),
+                     {"h": GENESIS_HASH})
+
+
+@pytest.fixture(params=BACKENDS)
+def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
+           ) -> Iterator[Stores]:
+    backend: str = request.param
+    if backend == "memory":
+        mem = MemoryDatabase()
+        yield Stores(backend, MemoryTrackingStore(mem), MemoryRegistryStore(mem, clock),
+                     MemoryAuditLog(mem, clock))
+        return
+    if backend == "sqlite":
+        path = tmp_path / "loopml.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        db = SqlDatabase(f"sqlite:///{path}")
+    else:
+        db = request.getfixturevalue("postgres_db")
+        _reset_postgres(db)
+    try:
+        yield Stores(backend, SqlTrackingStore(db), SqlRegistryStore(db, clock),
+                     SqlAuditLog(db, clock))
+    finally:
+        if backend == "sqlite":
+            db.dispose()
+
+
+@pytest.fixture
+def backend(stores: Stores) -> str:
+    return stores.backend
+
+
+@pytest.fixture
+def tracking(stores: Stores) -> TrackingStore:
+    return stores.tracking
+
+
+@pytest.fixture
+def registry(stores: Stores) -> RegistryStore:
+    return stores.registry
+
+
+@pytest.fixture
+def audit(stores: Stores) -> AuditLog:
+    return stores.audit
+
+
+@pytest.fixture
+def known_bug(request: pytest.FixtureRequest, stores: Stores) -> Callable[..., None]:
+    """``known_bug("sqlite", "postgresql", reason=...)``: strict xfail on those backends."""
+
+    def mark(*backends: str, reason: str) -> None:
+        if stores.backend in backends:
+            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+
+    return mark
