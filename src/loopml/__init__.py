@@ -49,7 +49,37 @@ _EXPORTS = {
     "PermissionDenied": "loopml.domain.errors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "ActiveRun",
+    "AlreadyExists",
+    "Client",
+    "ColumnSpec",
+    "DatasetRef",
+    "IntegrityError",
+    "InvalidInput",
+    "InvalidState",
+    "LoopmlError",
+    "NotFound",
+    "PermissionDenied",
+    "RunStatus",
+    "Signature",
+    "Stage",
+    "__version__",
+    "active_run",
+    "flush",
+    "get_client",
+    "load_model",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "register_model",
+    "search_runs",
+    "set_client",
+    "set_tags",
+    "start_run",
+]
 
 if TYPE_CHECKING:
     from loopml.client import ActiveRun, Client

@@ -70,16 +70,28 @@ class Loopml:
             self.database.dispose()
 
 
-def _wire(settings: Settings | None, clock: Clock, blobs: BlobStore, tracking: TrackingStore,
-          registry: RegistryStore, audit: AuditLog, database: SqlDatabase | None,
-          cwd: Path) -> Loopml:
+def _wire(
+    settings: Settings | None,
+    clock: Clock,
+    blobs: BlobStore,
+    tracking: TrackingStore,
+    registry: RegistryStore,
+    audit: AuditLog,
+    database: SqlDatabase | None,
+    cwd: Path,
+) -> Loopml:
     provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
     return Loopml(
-        settings=settings, clock=clock, blobs=blobs, tracking_store=tracking,
-        registry_store=registry, audit_log=audit,
+        settings=settings,
+        clock=clock,
+        blobs=blobs,
+        tracking_store=tracking,
+        registry_store=registry,
+        audit_log=audit,
         tracking=TrackingService(tracking, blobs, clock, provenance),
         registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
-        audit=AuditService(audit), database=database,
+        audit=AuditService(audit),
+        database=database,
     )
 
 
@@ -87,17 +99,32 @@ def build(settings: Settings) -> Loopml:
     """Wire the SQL and artifact adapters named by ``settings``. No I/O happens here."""
     clock = SystemClock()
     db = SqlDatabase(settings.metadata_url, busy_timeout_s=settings.busy_timeout_seconds)
-    return _wire(settings, clock, FsspecBlobStore(settings.artifact_url),
-                 SqlTrackingStore(db), SqlRegistryStore(db, clock), SqlAuditLog(db, clock),
-                 db, Path.cwd())
+    return _wire(
+        settings,
+        clock,
+        FsspecBlobStore(settings.artifact_url),
+        SqlTrackingStore(db),
+        SqlRegistryStore(db, clock),
+        SqlAuditLog(db, clock),
+        db,
+        Path.cwd(),
+    )
 
 
 def build_memory(clock: Clock | None = None) -> Loopml:
     """Everything in memory: for tests, notebooks and trying loopml out."""
     clock = clock or SystemClock()
     mem = MemoryDatabase()
-    return _wire(None, clock, MemoryBlobStore(), MemoryTrackingStore(mem),
-                 MemoryRegistryStore(mem, clock), MemoryAuditLog(mem, clock), None, Path.cwd())
+    return _wire(
+        None,
+        clock,
+        MemoryBlobStore(),
+        MemoryTrackingStore(mem),
+        MemoryRegistryStore(mem, clock),
+        MemoryAuditLog(mem, clock),
+        None,
+        Path.cwd(),
+    )
 
 
 def open_workspace(settings: Settings, *, create: bool = False) -> Loopml:

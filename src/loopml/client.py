@@ -41,23 +41,30 @@ class RunList(list[Run]):
 class Client:
     """Explicit access to one workspace: ``Client()`` or ``Client("path/to/workspace")``."""
 
-    def __init__(self, workspace: str | Path | None = None, *, app: Loopml | None = None,
-                 **settings: object) -> None:
+    def __init__(
+        self, workspace: str | Path | None = None, *, app: Loopml | None = None, **settings: object
+    ) -> None:
         if app is None:
             app = _open(workspace, settings)
         self.app = app
         flush_points = app.settings.metric_flush_points if app.settings else 10_000
         flush_seconds = app.settings.metric_flush_seconds if app.settings else 1.0
-        self._buffer = MetricBuffer(app.tracking.write_metrics, max_points=flush_points,
-                                    max_delay=flush_seconds)
+        self._buffer = MetricBuffer(
+            app.tracking.write_metrics, max_points=flush_points, max_delay=flush_seconds
+        )
         self._steps: dict[tuple[str, str], int] = {}
         self.actor = app.settings.actor if app.settings else "sdk"
         atexit.register(_close_at_exit, weakref.ref(self))
 
     # tracking ----------------------------------------------------------------------------
-    def start_run(self, experiment: str | None = None, name: str | None = None, *,
-                  parent: str | ActiveRun | None = None, tags: Mapping[str, object] | None = None
-                  ) -> ActiveRun:
+    def start_run(
+        self,
+        experiment: str | None = None,
+        name: str | None = None,
+        *,
+        parent: str | ActiveRun | None = None,
+        tags: Mapping[str, object] | None = None,
+    ) -> ActiveRun:
         parent_id = parent.id if isinstance(parent, ActiveRun) else parent
         run = self.app.tracking.start_run(experiment, name, parent_id, tags)
         return ActiveRun(self, run)
@@ -69,16 +76,27 @@ class Client:
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         self.app.tracking.log_params(run_id, params)
 
-    def log_metric(self, run_id: str, key: str, value: float, step: int | None = None,
-                   timestamp_ms: int | None = None) -> None:
+    def log_metric(
+        self,
+        run_id: str,
+        key: str,
+        value: float,
+        step: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         if step is None:
             step = self._steps.get((run_id, key), -1) + 1
         self._steps[(run_id, key)] = step
         ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
         self._buffer.add(run_id, make_metric(key, value, step, ts))
 
-    def log_metrics(self, run_id: str, values: Mapping[str, object], step: int | None = None,
-                    timestamp_ms: int | None = None) -> None:
+    def log_metrics(
+        self,
+        run_id: str,
+        values: Mapping[str, object],
+        step: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> None:
         points = []
         ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
         for key, value in values.items():
@@ -94,8 +112,9 @@ class Client:
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
         self.app.tracking.set_tags(run_id, tags)
 
-    def log_artifact(self, run_id: str, source: str | Path | bytes, name: str | None = None
-                     ) -> ArtifactRef:
+    def log_artifact(
+        self, run_id: str, source: str | Path | bytes, name: str | None = None
+    ) -> ArtifactRef:
         if isinstance(source, bytes):
             if name is None:
                 raise TypeError("log_artifact(bytes) needs name=, e.g. name='report.json'")
@@ -118,35 +137,58 @@ class Client:
         self._buffer.flush(run_id)
         return self.app.tracking.get_metric_history(run_id, key)
 
-    def search_runs(self, filter: str | None = None, *, experiments: Sequence[str] = (),
-                    order_by: Sequence[str] | str | None = None, max_results: int = 1000,
-                    page_token: str | None = None, output: Literal["list", "frame"] = "list"
-                    ) -> Any:
+    def search_runs(
+        self,
+        filter: str | None = None,
+        *,
+        experiments: Sequence[str] = (),
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 1000,
+        page_token: str | None = None,
+        output: Literal["list", "frame"] = "list",
+    ) -> Any:
         """Runs matching ``filter`` (e.g. ``"metrics.rmse < 0.3 and params.model = 'gbr'"``):
         a :class:`RunList`, or a pandas DataFrame with ``output="frame"``."""
         self._buffer.flush()
-        page = self.app.tracking.search_runs(experiments, filter, order_by, max_results,
-                                             page_token)
+        page = self.app.tracking.search_runs(experiments, filter, order_by, max_results, page_token)
         if output == "frame":
-            return runs_frame(page)
+            return runs_frame(page.items)
         runs = RunList(page.items)
         runs.next_page_token = page.next_page_token
         return runs
 
     # registry ----------------------------------------------------------------------------
-    def register_model(self, model: object, name: str, *, sample: Any = None,
-                       signature: Signature | None = None, run_id: str | None = None,
-                       flavor: str | None = None, metrics: Mapping[str, float] | None = None,
-                       inputs: Sequence[DatasetRef] = (), description: str = "",
-                       trusted: bool = False) -> ModelVersion:
+    def register_model(
+        self,
+        model: object,
+        name: str,
+        *,
+        sample: Any = None,
+        signature: Signature | None = None,
+        run_id: str | None = None,
+        flavor: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        inputs: Sequence[DatasetRef] = (),
+        description: str = "",
+        trusted: bool = False,
+    ) -> ModelVersion:
         """Register ``model`` as the next version of ``name`` (stage ``candidate``)."""
         if signature is None and sample is not None:
             signature = infer_signature(sample, model)
         if run_id is not None:
             self._buffer.flush(run_id)
         return self.app.registry.register(
-            model, name, self.actor, flavor=flavor, signature=signature, run_id=run_id,
-            metrics=metrics, inputs=inputs, description=description, trusted=trusted)
+            model,
+            name,
+            self.actor,
+            flavor=flavor,
+            signature=signature,
+            run_id=run_id,
+            metrics=metrics,
+            inputs=inputs,
+            description=description,
+            trusted=trusted,
+        )
 
     def load_model(self, uri: str, *, trusted: bool = False) -> Any:
         """Load ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/NAME/STAGE``."""
@@ -161,16 +203,35 @@ class Client:
     def list_models(self, page_size: int = 100, page_token: str | None = None) -> Page[Model]:
         return self.app.registry.list_models(page_size, page_token)
 
-    def list_versions(self, name: str, stage: Stage | str | None = None, page_size: int = 100,
-                      page_token: str | None = None) -> Page[ModelVersion]:
+    def list_versions(
+        self,
+        name: str,
+        stage: Stage | str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[ModelVersion]:
         parsed = Stage.parse(stage) if isinstance(stage, str) else stage
         return self.app.registry.list_versions(name, parsed, page_size, page_token)
 
-    def promote(self, name: str, version: int, stage: Stage | str, *, reason: str | None = None,
-                archive_existing: bool = False, allow_multiple: bool = False) -> ModelVersion:
-        return self.app.registry.transition(name, version, stage, self.actor, reason=reason,
-                                            archive_existing=archive_existing,
-                                            allow_multiple=allow_multiple)
+    def promote(
+        self,
+        name: str,
+        version: int,
+        stage: Stage | str,
+        *,
+        reason: str | None = None,
+        archive_existing: bool = False,
+        allow_multiple: bool = False,
+    ) -> ModelVersion:
+        return self.app.registry.transition(
+            name,
+            version,
+            stage,
+            self.actor,
+            reason=reason,
+            archive_existing=archive_existing,
+            allow_multiple=allow_multiple,
+        )
 
     def archive(self, name: str, version: int, reason: str | None = None) -> ModelVersion:
         return self.app.registry.archive(name, version, self.actor, reason)
@@ -182,8 +243,9 @@ class Client:
         self.app.registry.delete_alias(name, alias, self.actor)
 
     # audit -------------------------------------------------------------------------------
-    def audit_events(self, object_id: str | None = None, page_size: int = 100,
-                     page_token: str | None = None) -> Page[AuditEvent]:
+    def audit_events(
+        self, object_id: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[AuditEvent]:
         return self.app.audit.list_events(object_id, page_size, page_token)
 
     def verify_audit(self) -> ChainReport:
@@ -246,8 +308,12 @@ class ActiveRun:
     def __enter__(self) -> ActiveRun:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             status = RunStatus.FINISHED
         elif issubclass(exc_type, KeyboardInterrupt):
@@ -267,8 +333,12 @@ def runs_frame(runs: Sequence[Run]) -> Any:
     rows = []
     for run in runs:
         row: dict[str, object] = {
-            "run_id": run.id, "experiment": run.experiment, "name": run.name,
-            "status": run.status.value, "start_ms": run.start_ms, "end_ms": run.end_ms,
+            "run_id": run.id,
+            "experiment": run.experiment,
+            "name": run.name,
+            "status": run.status.value,
+            "start_ms": run.start_ms,
+            "end_ms": run.end_ms,
         }
         row.update({f"params.{k}": v for k, v in run.params.items()})
         row.update({f"metrics.{k}": v for k, v in run.metrics.items()})

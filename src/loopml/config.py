@@ -48,21 +48,49 @@ def _default_actor(_root: Path) -> str:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("metadata_url", "store", str,
-           lambda root: f"sqlite:///{root / STATE_DIR / 'loopml.db'}",
-           "SQLAlchemy URL of the metadata database (sqlite:///PATH or postgresql://...)"),
-    Option("artifact_url", "store", str, lambda root: str(root / STATE_DIR / "artifacts"),
-           "where artifact bytes live: a folder, or an fsspec URL such as s3://bucket/prefix"),
-    Option("busy_timeout_seconds", "store", float, lambda _: 30.0,
-           "how long a SQLite writer waits for the write lock before failing"),
-    Option("actor", "user", str, _default_actor,
-           "the name recorded as 'who' in the audit trail"),
-    Option("metric_flush_points", "tracking", int, lambda _: 10_000,
-           "buffered metric points that trigger a write"),
-    Option("metric_flush_seconds", "tracking", float, lambda _: 1.0,
-           "longest time a logged metric point waits in memory before it is written"),
-    Option("capture_code", "tracking", bool, lambda _: True,
-           "record the git commit, branch and uncommitted diff hash of each run"),
+    Option(
+        "metadata_url",
+        "store",
+        str,
+        lambda root: f"sqlite:///{root / STATE_DIR / 'loopml.db'}",
+        "SQLAlchemy URL of the metadata database (sqlite:///PATH or postgresql://...)",
+    ),
+    Option(
+        "artifact_url",
+        "store",
+        str,
+        lambda root: str(root / STATE_DIR / "artifacts"),
+        "where artifact bytes live: a folder, or an fsspec URL such as s3://bucket/prefix",
+    ),
+    Option(
+        "busy_timeout_seconds",
+        "store",
+        float,
+        lambda _: 30.0,
+        "how long a SQLite writer waits for the write lock before failing",
+    ),
+    Option("actor", "user", str, _default_actor, "the name recorded as 'who' in the audit trail"),
+    Option(
+        "metric_flush_points",
+        "tracking",
+        int,
+        lambda _: 10_000,
+        "buffered metric points that trigger a write",
+    ),
+    Option(
+        "metric_flush_seconds",
+        "tracking",
+        float,
+        lambda _: 1.0,
+        "longest time a logged metric point waits in memory before it is written",
+    ),
+    Option(
+        "capture_code",
+        "tracking",
+        bool,
+        lambda _: True,
+        "record the git commit, branch and uncommitted diff hash of each run",
+    ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -82,8 +110,9 @@ class Settings:
     def items(self) -> list[tuple[str, object, str]]:
         """(name, value, source) for every setting, for display."""
         rows: list[tuple[str, object, str]] = [("root", self.root, self.sources.get("root", ""))]
-        rows += [(o.name, getattr(self, o.name), self.sources.get(o.name, "default"))
-                 for o in OPTIONS]
+        rows += [
+            (o.name, getattr(self, o.name), self.sources.get(o.name, "default")) for o in OPTIONS
+        ]
         return rows
 
 
@@ -134,13 +163,13 @@ def load_settings(
     return Settings(root=root, sources=sources, **values)
 
 
-def _locate(workspace: Path | str | None, env: Mapping[str, str], cwd: Path
-            ) -> tuple[Path | None, str]:
+def _locate(
+    workspace: Path | str | None, env: Mapping[str, str], cwd: Path
+) -> tuple[Path | None, str]:
     if workspace is not None:
         return _existing(Path(workspace), "flag"), "flag"
     if env.get("LOOPML_WORKSPACE"):
-        return _existing(Path(env["LOOPML_WORKSPACE"]), "LOOPML_WORKSPACE"), \
-            "env LOOPML_WORKSPACE"
+        return _existing(Path(env["LOOPML_WORKSPACE"]), "LOOPML_WORKSPACE"), "env LOOPML_WORKSPACE"
     found = find_workspace(cwd)
     return found, f"found {CONFIG_FILE} above {cwd}" if found else ""
 
@@ -158,8 +187,9 @@ def _read_file(path: Path) -> dict[str, Any]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}. Fix the file or restore it from git") \
-            from exc
+        raise ConfigError(
+            f"cannot read {path}: {exc}. Fix the file or restore it from git"
+        ) from exc
     flat: dict[str, Any] = {}
     for option in OPTIONS:
         section = data.get(option.section, {})
@@ -168,8 +198,10 @@ def _read_file(path: Path) -> dict[str, Any]:
     known = {o.section for o in OPTIONS} | {"pipeline", "gates", "serve", "monitor"}
     unknown = [k for k in data if k not in known]
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(map(repr, unknown))}; "
-                          f"known sections are {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{path}: unknown section(s) {', '.join(map(repr, unknown))}; "
+            f"known sections are {', '.join(sorted(known))}"
+        )
     for name, section in data.items():
         if name in {o.section for o in OPTIONS} and isinstance(section, dict):
             extra = [k for k in section if k not in _BY_NAME or _BY_NAME[k].section != name]
@@ -197,8 +229,9 @@ def _coerce(option: Option, raw: object, source: str) -> Any:
             raise ValueError(raw)
         value = option.type(raw)
     except (TypeError, ValueError):
-        raise ConfigError(f"setting {option.name} from {source} must be a {expected}, got "
-                          f"{raw!r}") from None
+        raise ConfigError(
+            f"setting {option.name} from {source} must be a {expected}, got {raw!r}"
+        ) from None
     if option.type in (int, float) and value <= 0:
         raise ConfigError(f"setting {option.name} from {source} must be > 0, got {raw!r}")
     return value
@@ -208,7 +241,7 @@ def _resolve_local(root: Path, value: str) -> str:
     """Relative paths in loopml.toml are relative to the workspace, not the shell."""
     if "://" in value:
         if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
-            return f"sqlite:///{root / value[len('sqlite:///'):]}"
+            return f"sqlite:///{root / value[len('sqlite:///') :]}"
         return value
     return str(root / value) if not Path(value).is_absolute() else value
 

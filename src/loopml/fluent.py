@@ -27,7 +27,7 @@ _active: contextvars.ContextVar[tuple[ActiveRun, ...]] = contextvars.ContextVar(
 
 def get_client() -> Client:
     """The default client of this process, created on first use."""
-    global _default
+    global _default  # noqa: PLW0603  # the one process-wide default client
     with _default_lock:
         if _default is None:
             _default = Client()
@@ -36,15 +36,19 @@ def get_client() -> Client:
 
 def set_client(client: Client | None) -> None:
     """Replace the default client (e.g. ``Client("other/workspace")``); None resets it."""
-    global _default
+    global _default  # noqa: PLW0603  # the one process-wide default client
     with _default_lock:
         _default = client
 
 
 @contextmanager
-def start_run(experiment: str | None = None, name: str | None = None, *,
-              tags: Mapping[str, object] | None = None, nested: bool = True
-              ) -> Iterator[ActiveRun]:
+def start_run(
+    experiment: str | None = None,
+    name: str | None = None,
+    *,
+    tags: Mapping[str, object] | None = None,
+    nested: bool = True,
+) -> Iterator[ActiveRun]:
     """Start a run and make it the active one for the ``with`` block.
 
     Inside another active run the new run is its child (``nested=False`` to start a
@@ -71,8 +75,10 @@ def active_run() -> ActiveRun | None:
 def _require_run() -> ActiveRun:
     run = active_run()
     if run is None:
-        raise InvalidState("no active run: wrap the call in `with loopml.start_run():`, or use "
-                           "a Client and pass a run id explicitly")
+        raise InvalidState(
+            "no active run: wrap the call in `with loopml.start_run():`, or use "
+            "a Client and pass a run id explicitly"
+        )
     return run
 
 

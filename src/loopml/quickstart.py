@@ -13,13 +13,14 @@ from __future__ import annotations
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from loopml.bootstrap import init_workspace, open_workspace
 from loopml.client import Client
 from loopml.domain.tracking import DatasetRef
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 MODEL_NAME = "bike-demand"
 FEATURES_CATEGORICAL = ["season", "mnth", "hr", "weekday", "weathersit"]
@@ -42,10 +43,12 @@ def build_model(alpha: float) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    features = ColumnTransformer([
-        ("categories", OneHotEncoder(handle_unknown="ignore"), FEATURES_CATEGORICAL),
-        ("numbers", StandardScaler(), FEATURES_NUMERIC),
-    ])
+    features = ColumnTransformer(
+        [
+            ("categories", OneHotEncoder(handle_unknown="ignore"), FEATURES_CATEGORICAL),
+            ("numbers", StandardScaler(), FEATURES_NUMERIC),
+        ]
+    )
     return Pipeline([("features", features), ("ridge", Ridge(alpha=alpha))])
 
 
@@ -67,42 +70,70 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         dates = bikes["dteday"].astype(str)
         train = bikes[(dates >= "2011-01-01") & (dates < "2011-05-01")]
         test = bikes[(dates >= "2011-05-01") & (dates < "2011-07-01")]
-        step.note(f"{len(bikes):,} hourly rows; train Jan-Apr 2011 ({len(train):,} rows), "
-                  f"evaluate May-Jun 2011 ({len(test):,} rows)")
+        step.note(
+            f"{len(bikes):,} hourly rows; train Jan-Apr 2011 ({len(train):,} rows), "
+            f"evaluate May-Jun 2011 ({len(test):,} rows)"
+        )
 
     columns = FEATURES_CATEGORICAL + FEATURES_NUMERIC
-    with step("Train and track a run"), client.start_run(
-            "bike-demand", "ridge-first-months", tags={"source": "quickstart"}) as run:
+    with (
+        step("Train and track a run"),
+        client.start_run("bike-demand", "ridge-first-months", tags={"source": "quickstart"}) as run,
+    ):
         alpha = 1.0
-        run.log_params({"model": "ridge", "alpha": alpha, "features": ",".join(columns),
-                        "train_rows": len(train), "train_period": "2011-01..2011-04"})
+        run.log_params(
+            {
+                "model": "ridge",
+                "alpha": alpha,
+                "features": ",".join(columns),
+                "train_rows": len(train),
+                "train_period": "2011-01..2011-04",
+            }
+        )
         run.log_inputs([DatasetRef("bike-sharing-hourly", 1)])
         for fraction in (0.25, 0.5, 0.75, 1.0):  # a learning curve, one point per step
             part = train.iloc[: int(len(train) * fraction)]
             curve_model = build_model(alpha).fit(part[columns], part[TARGET])
-            run.log_metric("learning_curve/test_rmse",
-                           root_mean_squared_error(test[TARGET],
-                                                   curve_model.predict(test[columns])))
+            run.log_metric(
+                "learning_curve/test_rmse",
+                root_mean_squared_error(test[TARGET], curve_model.predict(test[columns])),
+            )
         model = curve_model  # the last point of the curve used all training rows
         predicted = model.predict(test[columns])
-        metrics = {"rmse": root_mean_squared_error(test[TARGET], predicted),
-                   "mae": mean_absolute_error(test[TARGET], predicted),
-                   "r2": r2_score(test[TARGET], predicted)}
+        metrics = {
+            "rmse": root_mean_squared_error(test[TARGET], predicted),
+            "mae": mean_absolute_error(test[TARGET], predicted),
+            "r2": r2_score(test[TARGET], predicted),
+        }
         run.log_metrics(metrics)
-        step.note(f"run {run.id[:12]}: rmse {metrics['rmse']:.1f}, mae {metrics['mae']:.1f}, "
-                  f"r2 {metrics['r2']:.3f} on unseen months")
+        step.note(
+            f"run {run.id[:12]}: rmse {metrics['rmse']:.1f}, mae {metrics['mae']:.1f}, "
+            f"r2 {metrics['r2']:.3f} on unseen months"
+        )
 
     with step("Register the model"):
-        mv = client.register_model(model, MODEL_NAME, sample=train[columns].head(200),
-                                   run_id=run.id, description="Hourly bike rentals, ridge")
+        mv = client.register_model(
+            model,
+            MODEL_NAME,
+            sample=train[columns].head(200),
+            run_id=run.id,
+            description="Hourly bike rentals, ridge",
+        )
         assert mv.signature is not None
-        step.note(f"{mv.uri} ({mv.flavor}, {mv.artifact.size:,} bytes, "
-                  f"{len(mv.signature.inputs)} input columns, stage {mv.stage.value})")
+        step.note(
+            f"{mv.uri} ({mv.flavor}, {mv.artifact.size:,} bytes, "
+            f"{len(mv.signature.inputs)} input columns, stage {mv.stage.value})"
+        )
 
     with step("Promote it: candidate -> staging -> production, alias champion"):
         client.promote(MODEL_NAME, mv.version, "staging", reason="quickstart evaluation passed")
-        client.promote(MODEL_NAME, mv.version, "production", archive_existing=True,
-                       reason="quickstart: first production model")
+        client.promote(
+            MODEL_NAME,
+            mv.version,
+            "production",
+            archive_existing=True,
+            reason="quickstart: first production model",
+        )
         client.set_alias(MODEL_NAME, "champion", mv.version)
         step.note(f"models:/{MODEL_NAME}@champion -> v{mv.version}, in production")
 
@@ -110,8 +141,10 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         champion = client.load_model(f"models:/{MODEL_NAME}@champion")
         sample = test[columns].head(3)
         same = np.allclose(champion.predict(sample), model.predict(sample))
-        step.note(f"predicted {', '.join(f'{p:.0f}' for p in champion.predict(sample))} bikes "
-                  f"for the first hours of May 2011 (identical to the trained model: {same})")
+        step.note(
+            f"predicted {', '.join(f'{p:.0f}' for p in champion.predict(sample))} bikes "
+            f"for the first hours of May 2011 (identical to the trained model: {same})"
+        )
 
     with step("Verify the audit trail"):
         report = client.verify_audit()
@@ -120,9 +153,14 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
 
     ws = f"--workspace {settings.root}"
     console.print("\n[bold]Try next:[/]")
-    for command in (f"loopml {ws} runs list", f"loopml {ws} runs show {run.id[:12]}",
-                    f"loopml {ws} models show {MODEL_NAME}", f"loopml {ws} audit log",
-                    f"loopml {ws} audit verify", f"loopml {ws} config show"):
+    for command in (
+        f"loopml {ws} runs list",
+        f"loopml {ws} runs show {run.id[:12]}",
+        f"loopml {ws} models show {MODEL_NAME}",
+        f"loopml {ws} audit log",
+        f"loopml {ws} audit verify",
+        f"loopml {ws} config show",
+    ):
         console.print(f"  {command}")
     return settings.root
 

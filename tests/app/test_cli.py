@@ -83,21 +83,26 @@ def test_models_promote_alias_audit(ws: Path) -> None:
     assert code == 0 and "intact" in output
 
 
-@pytest.mark.parametrize(("args", "code", "fragment"), [
-    (["runs", "show", "f" * 32], 3, "does not exist"),
-    (["runs", "list", "--filter", "metrics.rmse < 'x'"], 2, "compares with a number"),
-    (["models", "promote", "nope", "1", "staging"], 3, "model 'nope' does not exist"),
-    (["models", "promote", "m", "1", "prod"], 2, "unknown stage 'prod'"),
-])
-def test_errors_map_to_exit_codes_with_a_clear_line(ws: Path, args: list[str], code: int,
-                                                    fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["runs", "show", "f" * 32], 3, "does not exist"),
+        (["runs", "list", "--filter", "metrics.rmse < 'x'"], 2, "compares with a number"),
+        (["models", "promote", "nope", "1", "staging"], 3, "model 'nope' does not exist"),
+        (["models", "promote", "m", "1", "prod"], 2, "unknown stage 'prod'"),
+    ],
+)
+def test_errors_map_to_exit_codes_with_a_clear_line(
+    ws: Path, args: list[str], code: int, fragment: str
+) -> None:
     result = runner.invoke(app, ["--workspace", str(ws), *args])
     assert result.exit_code == code, result.output
     assert fragment in result.output and "Traceback" not in result.output
 
 
-def test_outside_a_workspace_the_error_says_to_init(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_a_workspace_the_error_says_to_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("LOOPML_WORKSPACE", raising=False)
     result = runner.invoke(app, ["runs", "list"])

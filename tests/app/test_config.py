@@ -15,8 +15,11 @@ def make_ws(root: Path, text: str = "") -> Path:
 
 
 def test_precedence_default_file_env_flag(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path / "ws", "[tracking]\nmetric_flush_seconds = 2.5\n"
-                                  "metric_flush_points = 50\n[user]\nactor = 'file'\n")
+    ws = make_ws(
+        tmp_path / "ws",
+        "[tracking]\nmetric_flush_seconds = 2.5\n"
+        "metric_flush_points = 50\n[user]\nactor = 'file'\n",
+    )
     env = {"LOOPML_METRIC_FLUSH_POINTS": "70", "LOOPML_ACTOR": "env"}
     s = load_settings(ws, env=env, flags={"actor": "flag"})
     assert s.busy_timeout_seconds == 30.0 and s.sources["busy_timeout_seconds"] == "default"
@@ -36,8 +39,10 @@ def test_workspace_is_found_by_walking_up(tmp_path: Path) -> None:
 
 
 def test_relative_paths_in_the_file_are_relative_to_the_workspace(tmp_path: Path) -> None:
-    ws = make_ws(tmp_path / "ws", '[store]\nartifact_url = "blobs"\n'
-                                  'metadata_url = "sqlite:///meta/db.sqlite"\n')
+    ws = make_ws(
+        tmp_path / "ws",
+        '[store]\nartifact_url = "blobs"\nmetadata_url = "sqlite:///meta/db.sqlite"\n',
+    )
     s = load_settings(ws, env={}, cwd=tmp_path)
     assert s.artifact_url == str(ws.resolve() / "blobs")
     assert s.metadata_url == f"sqlite:///{ws.resolve() / 'meta/db.sqlite'}"
@@ -48,16 +53,20 @@ def test_no_workspace_says_what_to_do(tmp_path: Path) -> None:
         load_settings(cwd=tmp_path, env={})
 
 
-@pytest.mark.parametrize(("text", "env", "fragment"), [
-    ("[tracking]\nmetric_flush_points = 'many'\n", {}, "must be a int, got 'many'"),
-    ("", {"LOOPML_CAPTURE_CODE": "perhaps"}, "capture_code from LOOPML_CAPTURE_CODE"),
-    ("", {"LOOPML_METRIC_FLUSH_SECONDS": "-1"}, "must be > 0"),
-    ("[trakcing]\n", {}, "unknown section(s) 'trakcing'"),
-    ("[store]\nmetadata = 'x'\n", {}, "unknown setting(s) 'metadata' in [store]"),
-    ("[store\n", {}, "cannot read"),
-])
-def test_bad_settings_are_named(tmp_path: Path, text: str, env: dict[str, str],
-                                fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "env", "fragment"),
+    [
+        ("[tracking]\nmetric_flush_points = 'many'\n", {}, "must be a int, got 'many'"),
+        ("", {"LOOPML_CAPTURE_CODE": "perhaps"}, "capture_code from LOOPML_CAPTURE_CODE"),
+        ("", {"LOOPML_METRIC_FLUSH_SECONDS": "-1"}, "must be > 0"),
+        ("[trakcing]\n", {}, "unknown section(s) 'trakcing'"),
+        ("[store]\nmetadata = 'x'\n", {}, "unknown setting(s) 'metadata' in [store]"),
+        ("[store\n", {}, "cannot read"),
+    ],
+)
+def test_bad_settings_are_named(
+    tmp_path: Path, text: str, env: dict[str, str], fragment: str
+) -> None:
     ws = make_ws(tmp_path / "ws", text)
     with pytest.raises(ConfigError) as info:
         load_settings(ws, env=env)

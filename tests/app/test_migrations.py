@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
 
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.database import SqlDatabase
@@ -37,7 +37,10 @@ def test_opening_never_migrates_and_says_what_to_run(tmp_path: Path) -> None:
     migrate.initialize(db)
     with db.write() as conn:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
-    with pytest.raises(SchemaOutOfDate, match="revision 0000 but this loopml needs 0001.*"
-                                              "loopml db upgrade"):
+    with pytest.raises(
+        SchemaOutOfDate,
+        match=r"revision 0000 but this loopml needs 0001.*"
+        r"loopml db upgrade",
+    ):
         migrate.check_schema(db)
     db.dispose()

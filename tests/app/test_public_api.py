@@ -6,11 +6,35 @@ import sys
 import loopml
 
 EXPECTED = {
-    "ActiveRun", "AlreadyExists", "Client", "ColumnSpec", "DatasetRef", "IntegrityError",
-    "InvalidInput", "InvalidState", "LoopmlError", "NotFound", "PermissionDenied", "RunStatus",
-    "Signature", "Stage", "__version__", "active_run", "flush", "get_client", "load_model",
-    "log_artifact", "log_metric", "log_metrics", "log_param", "log_params", "register_model",
-    "search_runs", "set_client", "set_tags", "start_run",
+    "ActiveRun",
+    "AlreadyExists",
+    "Client",
+    "ColumnSpec",
+    "DatasetRef",
+    "IntegrityError",
+    "InvalidInput",
+    "InvalidState",
+    "LoopmlError",
+    "NotFound",
+    "PermissionDenied",
+    "RunStatus",
+    "Signature",
+    "Stage",
+    "__version__",
+    "active_run",
+    "flush",
+    "get_client",
+    "load_model",
+    "log_artifact",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "register_model",
+    "search_runs",
+    "set_client",
+    "set_tags",
+    "start_run",
 }
 
 
@@ -21,8 +45,9 @@ def test_public_surface_is_exactly_the_documented_one() -> None:
 
 
 def test_import_is_lazy() -> None:
-    code = ("import sys, loopml; heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', "
-            "'numpy', 'alembic', 'typer') if m in sys.modules]; print(','.join(heavy))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True)
+    code = (
+        "import sys, loopml; heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', "
+        "'numpy', 'alembic', 'typer') if m in sys.modules]; print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"import loopml pulled in: {done.stdout}"

@@ -17,8 +17,14 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
     exe = shutil.which("loopml") or str(Path(sys.executable).with_name("loopml"))
     ws = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    done = subprocess.run([exe, "quickstart", str(ws)], capture_output=True, text=True,
-                          timeout=180, env=env, check=False)
+    done = subprocess.run(
+        [exe, "quickstart", str(ws)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "✓ 7. Verify the audit trail" in done.stdout and "intact: True" in done.stdout
     with Client(ws) as client:
@@ -28,6 +34,12 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
         assert run.metrics["rmse"] > 0 and run.params["model"] == "ridge"
         assert len(client.get_metric_history(run.id, "learning_curve/test_rmse")) == 4
         assert run.environment is not None and client.verify_audit().ok
-    listed = subprocess.run([exe, "--workspace", str(ws), "models", "list"],
-                            capture_output=True, text=True, timeout=60, env=env, check=False)
+    listed = subprocess.run(
+        [exe, "--workspace", str(ws), "models", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
     assert listed.returncode == 0 and "bike-demand" in listed.stdout

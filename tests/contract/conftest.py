@@ -96,8 +96,10 @@ def postgres_db() -> Iterator[SqlDatabase]:
     try:
         import psycopg
     except ImportError:
-        pytest.skip(f"psycopg is not installed; cannot reach {POSTGRES_URL} "
-                    "(pip install 'loopml[postgres]')")
+        pytest.skip(
+            f"psycopg is not installed; cannot reach {POSTGRES_URL} "
+            "(pip install 'loopml[postgres]')"
+        )
     try:
         admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
@@ -119,18 +121,22 @@ def _reset_postgres(db: SqlDatabase) -> None:
     names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
     with db.write() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"),
-                     {"h": GENESIS_HASH})
+        conn.execute(
+            text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": GENESIS_HASH}
+        )
 
 
 @pytest.fixture(params=BACKENDS)
-def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
-           ) -> Iterator[Stores]:
+def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> Iterator[Stores]:
     backend: str = request.param
     if backend == "memory":
         mem = MemoryDatabase()
-        yield Stores(backend, MemoryTrackingStore(mem), MemoryRegistryStore(mem, clock),
-                     MemoryAuditLog(mem, clock))
+        yield Stores(
+            backend,
+            MemoryTrackingStore(mem),
+            MemoryRegistryStore(mem, clock),
+            MemoryAuditLog(mem, clock),
+        )
         return
     if backend == "sqlite":
         path = tmp_path / "loopml.db"
@@ -140,8 +146,9 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path
         db = request.getfixturevalue("postgres_db")
         _reset_postgres(db)
     try:
-        yield Stores(backend, SqlTrackingStore(db), SqlRegistryStore(db, clock),
-                     SqlAuditLog(db, clock))
+        yield Stores(
+            backend, SqlTrackingStore(db), SqlRegistryStore(db, clock), SqlAuditLog(db, clock)
+        )
     finally:
         if backend == "sqlite":
             db.dispose()

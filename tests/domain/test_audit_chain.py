@@ -12,8 +12,15 @@ def chain(n: int) -> list[AuditEvent]:
     events: list[AuditEvent] = []
     prev = GENESIS_HASH
     for i in range(1, n + 1):
-        record = AuditRecord("model_version.stage", "model_version", f"models:/m/{i}", "ana",
-                             {"stage": "staging"}, {"stage": "production"}, f"reason {i}")
+        record = AuditRecord(
+            "model_version.stage",
+            "model_version",
+            f"models:/m/{i}",
+            "ana",
+            {"stage": "staging"},
+            {"stage": "production"},
+            f"reason {i}",
+        )
         events.append(seal(record, i, 1000 + i, prev))
         prev = events[-1].hash
     return events

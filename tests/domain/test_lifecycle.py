@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +12,7 @@ from loopml.domain.lifecycle import ALLOWED_MOVES, Stage, check_transition
 
 def test_happy_path_through_every_stage() -> None:
     path = [Stage.CANDIDATE, Stage.STAGING, Stage.PRODUCTION, Stage.ARCHIVED, Stage.STAGING]
-    for current, target in zip(path, path[1:], strict=False):
+    for current, target in itertools.pairwise(path):
         check_transition("models:/m/1", current, target)
 
 

@@ -8,20 +8,41 @@ from loopml.domain.errors import InvalidInput, UnsafeName
 from loopml.domain.names import validate_artifact_name, validate_identifier, validate_key
 
 
-@pytest.mark.parametrize("name", ["model/model.skops", "a", "plots/residuals.png",
-                                  "x_1/y-2/z+3=4@5,6", "data/part-0001.parquet"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model/model.skops",
+        "a",
+        "plots/residuals.png",
+        "x_1/y-2/z+3=4@5,6",
+        "data/part-0001.parquet",
+    ],
+)
 def test_safe_artifact_names_pass(name: str) -> None:
     assert validate_artifact_name(name) == name
 
 
-@pytest.mark.parametrize(("name", "reason"), [
-    ("../x", "'..'"), ("a/../../b", "'..'"), ("/etc/passwd", "absolute"), ("a\\b", "backslash"),
-    ("x\x00y", "NUL"), ("C:/x", "drive letter"), ("", "empty"), ("a//b", "empty"),
-    ("./a", "'.'"), ("a/.", "'.'"), ("tab\there", "control"), (".hidden", "starts with"),
-    ("a/b c", "characters"), ("é", "characters"),
-])
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("../x", "'..'"),
+        ("a/../../b", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("a\\b", "backslash"),
+        ("x\x00y", "NUL"),
+        ("C:/x", "drive letter"),
+        ("", "empty"),
+        ("a//b", "empty"),
+        ("./a", "'.'"),
+        ("a/.", "'.'"),
+        ("tab\there", "control"),
+        (".hidden", "starts with"),
+        ("a/b c", "characters"),
+        ("é", "characters"),
+    ],
+)
 def test_unsafe_artifact_names_are_refused_with_reason(name: str, reason: str) -> None:
-    with pytest.raises(UnsafeName, match="refused|empty") as info:
+    with pytest.raises(UnsafeName, match=r"refused|empty") as info:
         validate_artifact_name(name)
     assert reason in str(info.value)
     assert "relative name" in str(info.value)  # says what to do instead

@@ -6,9 +6,9 @@ import pytest
 
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.errors import InvalidInput
+from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import check_page_size, decode_token, encode_token
 from loopml.domain.registry import ModelUri, Signature
-from loopml.domain.lifecycle import Stage
 from loopml.domain.tracking import make_metric, param_text
 
 HEX = "ab" * 32
@@ -37,18 +37,30 @@ def test_digest_parse_and_validation() -> None:
         ArtifactRef("a", digest, -1)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("models:/bikes/3", ModelUri("bikes", version=3)),
-    ("models:/bikes@champion", ModelUri("bikes", alias="champion")),
-    ("models:/bikes/Production", ModelUri("bikes", stage=Stage.PRODUCTION)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("models:/bikes/3", ModelUri("bikes", version=3)),
+        ("models:/bikes@champion", ModelUri("bikes", alias="champion")),
+        ("models:/bikes/Production", ModelUri("bikes", stage=Stage.PRODUCTION)),
+    ],
+)
 def test_model_uris(text: str, expected: ModelUri) -> None:
     assert ModelUri.parse(text) == expected
     assert ModelUri.parse(str(expected)) == expected
 
 
-@pytest.mark.parametrize("bad", ["bikes/3", "models:/bikes/0", "models:/bikes/latest",
-                                 "models:/../x/1", "models:/a/1/2", "models:/bikes@"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "bikes/3",
+        "models:/bikes/0",
+        "models:/bikes/latest",
+        "models:/../x/1",
+        "models:/a/1/2",
+        "models:/bikes@",
+    ],
+)
 def test_bad_model_uris_are_refused(bad: str) -> None:
     with pytest.raises(InvalidInput):
         ModelUri.parse(bad)
@@ -67,8 +79,10 @@ def test_metric_and_param_values() -> None:
 
 
 def test_signature_round_trip() -> None:
-    data = {"inputs": [{"name": "hr", "type": "integer", "nullable": False}],
-            "outputs": [{"name": "prediction", "type": "double", "nullable": False}]}
+    data = {
+        "inputs": [{"name": "hr", "type": "integer", "nullable": False}],
+        "outputs": [{"name": "prediction", "type": "double", "nullable": False}],
+    }
     assert Signature.from_dict(data).to_dict() == data
     with pytest.raises(InvalidInput, match="unknown type 'int64'"):
         Signature.from_dict({"inputs": [{"name": "hr", "type": "int64"}]})

@@ -10,7 +10,6 @@ verify`` must exit 6 (IntegrityError's code) with that event in its message.
 from __future__ import annotations
 
 import sqlite3
-import warnings
 from contextlib import closing
 from typing import TYPE_CHECKING
 
@@ -28,16 +27,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from loopml.domain.audit import ChainReport
-
-# loopml bug (reported): SqlRegistryStore._find_model calls Result.tuples(), deprecated in
-# SQLAlchemy 2.1, so every get_model/set_alias warns, and warnings are errors here. Ignored
-# for this one message so the audit behaviour is still tested; the strict xfail
-# test_get_model_emits_no_deprecation_warning below fails as soon as the bug is fixed,
-# and then this filter must go.
-TUPLES_DEPRECATION = (
-    r"ignore:The Result\.tuples\(\) method is deprecated:sqlalchemy.exc.SADeprecationWarning"
-)
-pytestmark = pytest.mark.filterwarnings(TUPLES_DEPRECATION)
 
 # The events the scenario below appends, in order.
 EXPECTED_ACTIONS = ["model.create", "model_version.create", "model_version.stage", "alias.set"]
@@ -125,10 +114,22 @@ def test_edit_restoring_the_hash_still_breaks_the_link(tmp_path: Path) -> None:
             " reason FROM audit_events WHERE seq = 3"
         ).fetchone()
         prev, seq, time_ms, actor, action, otype, oid, _before, reason = row
-        forged = chain_hash(prev, seq, time_ms, actor, action, otype, oid,
-                            {"stage": "candidate"}, {"stage": "production"}, reason)
-        conn.execute("UPDATE audit_events SET after = ?, hash = ? WHERE seq = 3",
-                     ('{"stage":"production"}', forged))
+        forged = chain_hash(
+            prev,
+            seq,
+            time_ms,
+            actor,
+            action,
+            otype,
+            oid,
+            {"stage": "candidate"},
+            {"stage": "production"},
+            reason,
+        )
+        conn.execute(
+            "UPDATE audit_events SET after = ?, hash = ? WHERE seq = 3",
+            ('{"stage":"production"}', forged),
+        )
 
     report = _verify(root)
     assert not report.ok
@@ -179,17 +180,3 @@ def test_every_sealed_column_is_covered_by_the_hash(tmp_path: Path, column: str)
     report = _verify(root)
     assert not report.ok
     assert report.first_bad_seq == 3
-
-
-@pytest.mark.xfail(strict=True, raises=DeprecationWarning, reason=(
-    "loopml bug: src/loopml/adapters/sql/registry.py:74 (_find_model) calls Result.tuples(), "
-    "deprecated since SQLAlchemy 2.1 (pyproject allows <2.2); use the rows directly: "
-    "dict(conn.execute(select(a.alias, a.version)...).all())"))
-def test_get_model_emits_no_deprecation_warning(tmp_path: Path) -> None:
-    root = tmp_path / "ws"
-    init_workspace(root)
-    with Client(root, capture_code=False) as client:
-        client.app.registry.create_model("bike-demand", "tester")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            assert client.get_model("bike-demand").name == "bike-demand"

@@ -28,8 +28,7 @@ def register(client: Client, data: tuple[pd.DataFrame, np.ndarray], name: str = 
     return client.register_model(LinearRegression().fit(x, y), name, sample=x).version
 
 
-def test_register_load_and_signature(client: Client, data: tuple[pd.DataFrame, np.ndarray]
-                                     ) -> None:
+def test_register_load_and_signature(client: Client, data: tuple[pd.DataFrame, np.ndarray]) -> None:
     x, y = data
     with client.start_run("exp") as run:
         run.log_metric("rmse", 0.1)
@@ -38,15 +37,15 @@ def test_register_load_and_signature(client: Client, data: tuple[pd.DataFrame, n
     assert (mv.version, mv.stage, mv.flavor) == (1, Stage.CANDIDATE, "sklearn")
     assert mv.metrics == {"rmse": 0.1} and mv.run_id == run.id
     assert mv.signature is not None
-    assert [(c.name, c.type) for c in mv.signature.inputs] == [("a", "double"),
-                                                              ("b", "integer")]
+    assert [(c.name, c.type) for c in mv.signature.inputs] == [("a", "double"), ("b", "integer")]
     assert [c.name for c in mv.signature.outputs] == ["prediction"]
     loaded = client.load_model("models:/m/1")
     np.testing.assert_allclose(loaded.predict(x), model.predict(x))
 
 
-def test_lifecycle_and_one_production_version(client: Client,
-                                              data: tuple[pd.DataFrame, np.ndarray]) -> None:
+def test_lifecycle_and_one_production_version(
+    client: Client, data: tuple[pd.DataFrame, np.ndarray]
+) -> None:
     v1, v2 = register(client, data), register(client, data)
     with pytest.raises(IllegalTransition, match="Promote it to staging first"):
         client.promote("m", v1, "production")
@@ -83,8 +82,9 @@ def test_untrusted_python_function_is_refused(client: Client) -> None:
         client.register_model(lambda x: x, "f", flavor="python_function")
 
 
-def test_corrupt_artifact_names_the_model(client: Client,
-                                          data: tuple[pd.DataFrame, np.ndarray]) -> None:
+def test_corrupt_artifact_names_the_model(
+    client: Client, data: tuple[pd.DataFrame, np.ndarray]
+) -> None:
     v = register(client, data)
     mv = client.get_model_version(f"models:/m/{v}")
     blobs = client.app.blobs.objects  # type: ignore[attr-defined]

@@ -66,8 +66,9 @@ def test_search_through_the_service(client: Client) -> None:
         with client.start_run("exp") as run:
             run.log_params({"model": "gbr" if i % 2 else "ridge"})
             run.log_metric("rmse", float(i))
-    found = client.search_runs("params.model = 'gbr' and metrics.rmse >= 1",
-                               order_by="metrics.rmse desc")
+    found = client.search_runs(
+        "params.model = 'gbr' and metrics.rmse >= 1", order_by="metrics.rmse desc"
+    )
     assert [r.metrics["rmse"] for r in found] == [3.0, 1.0]
     frame = client.search_runs("metrics.rmse < 2", output="frame")
     assert sorted(frame["metrics.rmse"]) == [0.0, 1.0]

@@ -20,8 +20,21 @@ from loopml.domain.tracking import CodeVersion, EnvironmentInfo
 
 # Packages whose versions decide what a model does; others can be added per workspace.
 TRACKED_PACKAGES = (
-    "loopml", "numpy", "pandas", "pyarrow", "scipy", "scikit-learn", "skops", "xgboost",
-    "xgboost-cpu", "lightgbm", "onnx", "onnxruntime", "torch", "tensorflow", "polars",
+    "loopml",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "scikit-learn",
+    "skops",
+    "xgboost",
+    "xgboost-cpu",
+    "lightgbm",
+    "onnx",
+    "onnxruntime",
+    "torch",
+    "tensorflow",
+    "polars",
 )
 _GIT_TIMEOUT_S = 10
 _MAX_HASHED_UNTRACKED = 8 * 1024 * 1024
@@ -57,8 +70,9 @@ class GitProvenance:
 
 def _git(cwd: Path, *args: str) -> bytes | None:
     try:
-        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True,
-                              timeout=_GIT_TIMEOUT_S, check=False)
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None

@@ -22,8 +22,9 @@ def infer_signature(sample: Any, model: object | None = None) -> Signature:
     predict = getattr(model, "predict", None)
     if callable(predict):
         try:
-            predicted = predict(sample[:_SAMPLE_ROWS] if not hasattr(sample, "head")
-                                else sample.head(_SAMPLE_ROWS))
+            predicted = predict(
+                sample[:_SAMPLE_ROWS] if not hasattr(sample, "head") else sample.head(_SAMPLE_ROWS)
+            )
         except Exception as exc:  # a failing predict means the sample does not fit
             raise InvalidInput(
                 f"the model's predict failed on the signature sample: {exc!r}. Pass the same "
@@ -52,8 +53,10 @@ def to_frame(data: Any, default_name: str = "input") -> Any:
         return pd.DataFrame({default_name: array})
     if array.ndim == 2:
         return pd.DataFrame(array, columns=[str(i) for i in range(array.shape[1])])
-    raise InvalidInput(f"cannot infer a signature from a {array.ndim}-dimensional array; pass a "
-                       "table (DataFrame, dict of columns) or a 1-D/2-D array")
+    raise InvalidInput(
+        f"cannot infer a signature from a {array.ndim}-dimensional array; pass a "
+        "table (DataFrame, dict of columns) or a 1-D/2-D array"
+    )
 
 
 def _column(name: str, series: Any) -> ColumnSpec:
@@ -69,9 +72,13 @@ def _column(name: str, series: Any) -> ColumnSpec:
         kind = "double"
     elif types.is_datetime64_any_dtype(dtype):
         kind = "datetime"
-    elif dtype == object and len(series) and isinstance(series.dropna().iloc[0]
-                                                          if series.notna().any() else "", bytes):
+    elif types.is_object_dtype(dtype) and isinstance(_first_value(series), bytes):
         kind = "binary"
     else:
         kind = "string"
     return ColumnSpec(name, kind, nullable=bool(pd.isna(series).any()))
+
+
+def _first_value(series: Any) -> object:
+    present = series.dropna()
+    return present.iloc[0] if len(present) else None

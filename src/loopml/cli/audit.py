@@ -14,24 +14,44 @@ app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 
 
 @app.command("log")
-def log(ctx: typer.Context,
-        object_id: Annotated[str | None, typer.Option(
-            "--object", help="e.g. models:/bike-demand (includes its versions and aliases)")
-        ] = None,
-        limit: Annotated[int, typer.Option()] = 50,
-        as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def log(
+    ctx: typer.Context,
+    object_id: Annotated[
+        str | None,
+        typer.Option(
+            "--object", help="e.g. models:/bike-demand (includes its versions and aliases)"
+        ),
+    ] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Audit events, newest first."""
     with handled():
         page = state(ctx).client().audit_events(object_id, page_size=limit)
     if as_json:
-        print_json([{"seq": e.seq, "time_ms": e.time_ms, "actor": e.actor, "action": e.action,
-                     "object": e.object_id, "before": e.before, "after": e.after,
-                     "reason": e.reason, "hash": e.hash} for e in page])
+        print_json(
+            [
+                {
+                    "seq": e.seq,
+                    "time_ms": e.time_ms,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "object": e.object_id,
+                    "before": e.before,
+                    "after": e.after,
+                    "reason": e.reason,
+                    "hash": e.hash,
+                }
+                for e in page
+            ]
+        )
         return
     table = Table("#", "time", "actor", "action", "object", "change", box=None)
     for e in page:
-        change = f"{canonical_json(e.before) if e.before else '∅'} → " \
-                 f"{canonical_json(e.after) if e.after else '∅'}"
+        change = (
+            f"{canonical_json(e.before) if e.before else '∅'} → "
+            f"{canonical_json(e.after) if e.after else '∅'}"
+        )
         if e.reason:
             change += f"  ({e.reason})"
         table.add_row(str(e.seq), fmt_ms(e.time_ms), e.actor, e.action, e.object_id, change)
@@ -46,6 +66,8 @@ def verify(ctx: typer.Context) -> None:
     if report.ok:
         out.print(f"audit trail intact: {report.checked} events, head {report.head_hash}")
         return
-    err.print(f"[bold red]audit trail broken[/] at event {report.first_bad_seq}: "
-              f"{report.problem} ({report.checked} events verified before it)")
+    err.print(
+        f"[bold red]audit trail broken[/] at event {report.first_bad_seq}: "
+        f"{report.problem} ({report.checked} events verified before it)"
+    )
     raise typer.Exit(6)

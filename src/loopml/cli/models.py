@@ -9,19 +9,28 @@ from rich.table import Table
 
 from loopml.cli.context import fmt_ms, fmt_value, handled, out, print_json, state
 
-app = typer.Typer(help="The model registry: versions, stages and aliases.",
-                  no_args_is_help=True)
+app = typer.Typer(help="The model registry: versions, stages and aliases.", no_args_is_help=True)
 
 
 @app.command("list")
-def list_models(ctx: typer.Context,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def list_models(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Registered models with their latest version and aliases."""
     with handled():
         page = state(ctx).client().list_models(page_size=1000)
     if as_json:
-        print_json([{"name": m.name, "latest_version": m.latest_version, "aliases": m.aliases,
-                     "created_ms": m.created_ms} for m in page])
+        print_json(
+            [
+                {
+                    "name": m.name,
+                    "latest_version": m.latest_version,
+                    "aliases": m.aliases,
+                    "created_ms": m.created_ms,
+                }
+                for m in page
+            ]
+        )
         return
     table = Table("model", "latest", "aliases", "created", box=None)
     for m in page:
@@ -33,50 +42,84 @@ def list_models(ctx: typer.Context,
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: str,
-         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    ctx: typer.Context, name: str, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Every version of a model: stage, flavor, metrics, run and artifact."""
     with handled():
         client = state(ctx).client()
         versions = list(client.list_versions(name, page_size=1000))
     if as_json:
-        print_json([{
-            "version": v.version, "stage": v.stage.value, "flavor": v.flavor,
-            "aliases": list(v.aliases), "metrics": v.metrics, "run_id": v.run_id,
-            "artifact": str(v.artifact.digest), "created_ms": v.created_ms,
-            "signature": v.signature.to_dict() if v.signature else None,
-        } for v in versions])
+        print_json(
+            [
+                {
+                    "version": v.version,
+                    "stage": v.stage.value,
+                    "flavor": v.flavor,
+                    "aliases": list(v.aliases),
+                    "metrics": v.metrics,
+                    "run_id": v.run_id,
+                    "artifact": str(v.artifact.digest),
+                    "created_ms": v.created_ms,
+                    "signature": v.signature.to_dict() if v.signature else None,
+                }
+                for v in versions
+            ]
+        )
         return
-    table = Table("version", "stage", "aliases", "flavor", "metrics", "run", "created",
-                  box=None)
+    table = Table("version", "stage", "aliases", "flavor", "metrics", "run", "created", box=None)
     for v in versions:
         metrics = ", ".join(f"{k}={fmt_value(x)}" for k, x in sorted(v.metrics.items())[:3])
-        table.add_row(f"v{v.version}", v.stage.value, ", ".join(v.aliases) or "-", v.flavor,
-                      metrics or "-", (v.run_id or "-")[:12], fmt_ms(v.created_ms))
+        table.add_row(
+            f"v{v.version}",
+            v.stage.value,
+            ", ".join(v.aliases) or "-",
+            v.flavor,
+            metrics or "-",
+            (v.run_id or "-")[:12],
+            fmt_ms(v.created_ms),
+        )
     out.print(table)
 
 
 @app.command("promote")
 def promote(
-    ctx: typer.Context, name: str, version: int,
+    ctx: typer.Context,
+    name: str,
+    version: int,
     stage: Annotated[str, typer.Argument(help="staging, production, candidate or archived")],
     reason: Annotated[str | None, typer.Option(help="Why; recorded in the audit trail.")] = None,
-    archive_existing: Annotated[bool, typer.Option(
-        help="Archive the current production version in the same step.")] = False,
-    allow_multiple: Annotated[bool, typer.Option(
-        help="Keep several versions in production.")] = False,
+    archive_existing: Annotated[
+        bool, typer.Option(help="Archive the current production version in the same step.")
+    ] = False,
+    allow_multiple: Annotated[
+        bool, typer.Option(help="Keep several versions in production.")
+    ] = False,
 ) -> None:
     """Move a version to another lifecycle stage (audited)."""
     with handled():
-        mv = state(ctx).client().promote(name, version, stage, reason=reason,
-                                         archive_existing=archive_existing,
-                                         allow_multiple=allow_multiple)
+        mv = (
+            state(ctx)
+            .client()
+            .promote(
+                name,
+                version,
+                stage,
+                reason=reason,
+                archive_existing=archive_existing,
+                allow_multiple=allow_multiple,
+            )
+        )
     out.print(f"{mv.uri} is now in {mv.stage.value}")
 
 
 @app.command("archive")
-def archive(ctx: typer.Context, name: str, version: int,
-            reason: Annotated[str | None, typer.Option()] = None) -> None:
+def archive(
+    ctx: typer.Context,
+    name: str,
+    version: int,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
     """Retire a version (stage archived)."""
     with handled():
         mv = state(ctx).client().archive(name, version, reason)
@@ -84,10 +127,13 @@ def archive(ctx: typer.Context, name: str, version: int,
 
 
 @app.command("alias")
-def alias(ctx: typer.Context, name: str, alias_name: Annotated[str, typer.Argument(
-              metavar="ALIAS")],
-          version: Annotated[int | None, typer.Argument()] = None,
-          delete: Annotated[bool, typer.Option("--delete")] = False) -> None:
+def alias(
+    ctx: typer.Context,
+    name: str,
+    alias_name: Annotated[str, typer.Argument(metavar="ALIAS")],
+    version: Annotated[int | None, typer.Argument()] = None,
+    delete: Annotated[bool, typer.Option("--delete")] = False,
+) -> None:
     """Point ALIAS (e.g. champion) at VERSION, or remove it with --delete."""
     with handled():
         client = state(ctx).client()

@@ -18,18 +18,34 @@ experiments_app = typer.Typer(help="Experiments (named groups of runs).", no_arg
 
 def run_dict(run: Run) -> dict[str, object]:
     return {
-        "run_id": run.id, "experiment": run.experiment, "name": run.name,
-        "status": run.status.value, "start_ms": run.start_ms, "end_ms": run.end_ms,
-        "parent_id": run.parent_id, "params": run.params, "metrics": run.metrics,
+        "run_id": run.id,
+        "experiment": run.experiment,
+        "name": run.name,
+        "status": run.status.value,
+        "start_ms": run.start_ms,
+        "end_ms": run.end_ms,
+        "parent_id": run.parent_id,
+        "params": run.params,
+        "metrics": run.metrics,
         "tags": run.tags,
-        "code": None if run.code is None else {
-            "commit": run.code.commit, "branch": run.code.branch, "dirty": run.code.dirty,
-            "diff_hash": run.code.diff_hash},
-        "environment": None if run.environment is None else {
-            "python": run.environment.python, "platform": run.environment.platform,
-            "packages": dict(run.environment.packages)},
-        "artifacts": [{"name": a.name, "digest": str(a.digest), "size": a.size}
-                      for a in run.artifacts],
+        "code": None
+        if run.code is None
+        else {
+            "commit": run.code.commit,
+            "branch": run.code.branch,
+            "dirty": run.code.dirty,
+            "diff_hash": run.code.diff_hash,
+        },
+        "environment": None
+        if run.environment is None
+        else {
+            "python": run.environment.python,
+            "platform": run.environment.platform,
+            "packages": dict(run.environment.packages),
+        },
+        "artifacts": [
+            {"name": a.name, "digest": str(a.digest), "size": a.size} for a in run.artifacts
+        ],
         "inputs": [{"name": i.name, "version": i.version} for i in run.inputs],
     }
 
@@ -37,29 +53,48 @@ def run_dict(run: Run) -> dict[str, object]:
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    filter: Annotated[str | None, typer.Option(
-        "--filter", "-f", help="e.g. \"metrics.rmse < 0.3 and params.model = 'gbr'\"")] = None,
+    filter: Annotated[
+        str | None,
+        typer.Option("--filter", "-f", help="e.g. \"metrics.rmse < 0.3 and params.model = 'gbr'\""),
+    ] = None,
     experiment: Annotated[list[str] | None, typer.Option("--experiment", "-e")] = None,
-    order_by: Annotated[list[str] | None, typer.Option(
-        "--order-by", "-o", help="e.g. 'metrics.rmse asc' (repeatable)")] = None,
+    order_by: Annotated[
+        list[str] | None,
+        typer.Option("--order-by", "-o", help="e.g. 'metrics.rmse asc' (repeatable)"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="Rows per page.")] = 50,
-    page_token: Annotated[str | None, typer.Option(help="Token printed by a previous page.")
-                          ] = None,
+    page_token: Annotated[
+        str | None, typer.Option(help="Token printed by a previous page.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List runs, newest first, optionally filtered and ordered."""
     with handled():
-        runs = state(ctx).client().search_runs(
-            filter, experiments=experiment or (), order_by=order_by, max_results=limit,
-            page_token=page_token)
+        runs = (
+            state(ctx)
+            .client()
+            .search_runs(
+                filter,
+                experiments=experiment or (),
+                order_by=order_by,
+                max_results=limit,
+                page_token=page_token,
+            )
+        )
     if as_json:
         print_json({"runs": [run_dict(r) for r in runs], "next_page_token": runs.next_page_token})
         return
     metric_keys = sorted({k for r in runs for k in r.metrics})[:6]
     table = Table("run id", "experiment", "name", "status", "started", *metric_keys, box=None)
     for r in runs:
-        table.add_row(r.id[:12], r.experiment, r.name, r.status.value, fmt_ms(r.start_ms),
-                      *(fmt_value(r.metrics[k]) if k in r.metrics else "-" for k in metric_keys))
+        table.add_row(
+            r.id[:12],
+            r.experiment,
+            r.name,
+            r.status.value,
+            fmt_ms(r.start_ms),
+            *(fmt_value(r.metrics[k]) if k in r.metrics else "-" for k in metric_keys),
+        )
     out.print(table)
     if not runs:
         out.print("No runs match." if filter else "No runs yet: log one with loopml.start_run().")
@@ -70,16 +105,20 @@ def list_runs(
 def _find(ctx: typer.Context, run_id: str) -> Run:
     client = state(ctx).client()
     if len(run_id) < 32:  # accept the 12-character prefix that `runs list` prints
-        matches = client.search_runs(f"run_id like '{run_id}%'", max_results=2) \
-            if run_id.isalnum() else []
+        matches = (
+            client.search_runs(f"run_id like '{run_id}%'", max_results=2)
+            if run_id.isalnum()
+            else []
+        )
         if len(matches) == 1:
             return matches[0]  # type: ignore[no-any-return]
     return client.get_run(run_id)
 
 
 @app.command("show")
-def show(ctx: typer.Context, run_id: str,
-         as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    ctx: typer.Context, run_id: str, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Everything a run recorded: params, metrics, tags, code, environment, artifacts."""
     with handled():
         run = _find(ctx, run_id)
@@ -107,8 +146,9 @@ def show(ctx: typer.Context, run_id: str,
 
 
 @app.command("compare")
-def compare(ctx: typer.Context, run_ids: list[str],
-            as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def compare(
+    ctx: typer.Context, run_ids: list[str], as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Params and metrics of several runs side by side; differing rows are marked."""
     with handled():
         runs = [_find(ctx, r) for r in run_ids]
@@ -116,12 +156,17 @@ def compare(ctx: typer.Context, run_ids: list[str],
     for kind in ("params", "metrics"):
         keys = sorted({k for r in runs for k in getattr(r, kind)})
         for key in keys:
-            values = [fmt_value(getattr(r, kind)[key]) if key in getattr(r, kind) else "-"
-                      for r in runs]
+            values = [
+                fmt_value(getattr(r, kind)[key]) if key in getattr(r, kind) else "-" for r in runs
+            ]
             rows.append((f"{kind}.{key}", values, len(set(values)) > 1))
     if as_json:
-        print_json({"runs": [r.id for r in runs],
-                    "rows": [{"key": k, "values": v, "differs": d} for k, v, d in rows]})
+        print_json(
+            {
+                "runs": [r.id for r in runs],
+                "rows": [{"key": k, "values": v, "differs": d} for k, v, d in rows],
+            }
+        )
         return
     table = Table("", "key", *(r.name for r in runs), box=None)
     for key, values, differs in rows:

@@ -10,10 +10,12 @@ from rich.table import Table
 
 from loopml.cli.context import handled, out, print_json, state
 
-config_app = typer.Typer(help="Show the settings in force and where each came from.",
-                         no_args_is_help=True)
-db_app = typer.Typer(help="Metadata database schema: status and explicit upgrades.",
-                     no_args_is_help=True)
+config_app = typer.Typer(
+    help="Show the settings in force and where each came from.", no_args_is_help=True
+)
+db_app = typer.Typer(
+    help="Metadata database schema: status and explicit upgrades.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,8 +41,9 @@ def init(
 
 
 @config_app.command("show")
-def config_show(ctx: typer.Context,
-                as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def config_show(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
     """Print every setting, its value and where it came from."""
     from loopml.config import load_settings
 
@@ -85,15 +88,19 @@ def db_status(ctx: typer.Context) -> None:
         finally:
             db.dispose()
     status = "up to date" if current == migrate.HEAD_REVISION else "run `loopml db upgrade`"
-    out.print(f"database {settings.metadata_url}: revision {current or 'none'}, "
-              f"needed {migrate.HEAD_REVISION} ({status})")
+    out.print(
+        f"database {settings.metadata_url}: revision {current or 'none'}, "
+        f"needed {migrate.HEAD_REVISION} ({status})"
+    )
     if current != migrate.HEAD_REVISION:
         raise typer.Exit(5)
 
 
 def quickstart(
-    path: Annotated[Path | None, typer.Argument(
-        help="Folder for the demo workspace (default: a new temporary folder).")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder for the demo workspace (default: a new temporary folder)."),
+    ] = None,
 ) -> None:
     """Run the whole first loop on the bundled bike-sharing data and explain each step."""
     from loopml.quickstart import run_quickstart

@@ -64,8 +64,7 @@ def chain_hash(
     reason: str | None,
 ) -> str:
     payload = canonical_json(
-        [prev_hash, seq, time_ms, actor, action, object_type, object_id,
-         before, after, reason]
+        [prev_hash, seq, time_ms, actor, action, object_type, object_id, before, after, reason]
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
@@ -74,10 +73,31 @@ def seal(record: AuditRecord, seq: int, time_ms: int, prev_hash: str) -> AuditEv
     """Turn a record into the next event of a chain whose last hash is ``prev_hash``."""
     before = dict(record.before) if record.before is not None else None
     after = dict(record.after) if record.after is not None else None
-    digest = chain_hash(prev_hash, seq, time_ms, record.actor, record.action,
-                        record.object_type, record.object_id, before, after, record.reason)
-    return AuditEvent(seq, time_ms, record.actor, record.action, record.object_type,
-                      record.object_id, before, after, record.reason, prev_hash, digest)
+    digest = chain_hash(
+        prev_hash,
+        seq,
+        time_ms,
+        record.actor,
+        record.action,
+        record.object_type,
+        record.object_id,
+        before,
+        after,
+        record.reason,
+    )
+    return AuditEvent(
+        seq,
+        time_ms,
+        record.actor,
+        record.action,
+        record.object_type,
+        record.object_id,
+        before,
+        after,
+        record.reason,
+        prev_hash,
+        digest,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,25 +118,54 @@ def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None) -> 
     prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
     for event in events:
         if event.seq != expected_seq:
-            return ChainReport(False, checked, prev_hash, expected_seq,
-                               f"event {expected_seq} is missing (next stored event is "
-                               f"{event.seq}): an event was deleted")
+            return ChainReport(
+                False,
+                checked,
+                prev_hash,
+                expected_seq,
+                f"event {expected_seq} is missing (next stored event is "
+                f"{event.seq}): an event was deleted",
+            )
         if event.prev_hash != prev_hash:
-            return ChainReport(False, checked, prev_hash, event.seq,
-                               f"event {event.seq} does not link to event {event.seq - 1}: "
-                               "an earlier event was edited or deleted")
-        recomputed = chain_hash(prev_hash, event.seq, event.time_ms, event.actor, event.action,
-                                event.object_type, event.object_id, event.before, event.after,
-                                event.reason)
+            return ChainReport(
+                False,
+                checked,
+                prev_hash,
+                event.seq,
+                f"event {event.seq} does not link to event {event.seq - 1}: "
+                "an earlier event was edited or deleted",
+            )
+        recomputed = chain_hash(
+            prev_hash,
+            event.seq,
+            event.time_ms,
+            event.actor,
+            event.action,
+            event.object_type,
+            event.object_id,
+            event.before,
+            event.after,
+            event.reason,
+        )
         if recomputed != event.hash:
-            return ChainReport(False, checked, prev_hash, event.seq,
-                               f"event {event.seq} ({event.action} {event.object_id}) was "
-                               "edited: its content no longer matches its hash")
+            return ChainReport(
+                False,
+                checked,
+                prev_hash,
+                event.seq,
+                f"event {event.seq} ({event.action} {event.object_id}) was "
+                "edited: its content no longer matches its hash",
+            )
         prev_hash, expected_seq, checked = event.hash, expected_seq + 1, checked + 1
     last_seq = expected_seq - 1
     head_seq, head_hash = head if head is not None else (0, GENESIS_HASH)
     if (head_seq, head_hash) != (last_seq, prev_hash):
-        return ChainReport(False, checked, prev_hash, last_seq + 1,
-                           f"the chain ends at event {last_seq} but the recorded head is "
-                           f"event {head_seq}: events were deleted from the end")
+        return ChainReport(
+            False,
+            checked,
+            prev_hash,
+            last_seq + 1,
+            f"the chain ends at event {last_seq} but the recorded head is "
+            f"event {head_seq}: events were deleted from the end",
+        )
     return ChainReport(True, checked, prev_hash)

@@ -42,8 +42,10 @@ class Signature:
     outputs: tuple[ColumnSpec, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
-        return {"inputs": [_col_dict(c) for c in self.inputs],
-                "outputs": [_col_dict(c) for c in self.outputs]}
+        return {
+            "inputs": [_col_dict(c) for c in self.inputs],
+            "outputs": [_col_dict(c) for c in self.outputs],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> Signature:
@@ -131,8 +133,9 @@ class ModelUri:
         try:
             return cls(name, stage=Stage(ref.lower()))
         except ValueError:
-            raise InvalidInput(f"model URI {text!r}: {ref!r} is neither a version number "
-                               f"nor a stage; {examples}") from None
+            raise InvalidInput(
+                f"model URI {text!r}: {ref!r} is neither a version number nor a stage; {examples}"
+            ) from None
 
     def __str__(self) -> str:
         if self.alias is not None:

@@ -26,12 +26,23 @@ Value = Scalar | tuple[Scalar, ...]
 TEXT_OPS = ("=", "!=", "like", "ilike", "in", "not in")
 NUMBER_OPS = ("=", "!=", "<", "<=", ">", ">=")
 ATTRIBUTES: dict[str, str] = {  # attribute -> "text" | "number"
-    "status": "text", "name": "text", "run_id": "text", "parent_id": "text",
-    "start_time": "number", "end_time": "number",
+    "status": "text",
+    "name": "text",
+    "run_id": "text",
+    "parent_id": "text",
+    "start_time": "number",
+    "end_time": "number",
 }
 _PREFIXES: dict[str, Kind] = {
-    "metrics": "metric", "metric": "metric", "params": "param", "param": "param",
-    "tags": "tag", "tag": "tag", "attributes": "attr", "attribute": "attr", "attr": "attr",
+    "metrics": "metric",
+    "metric": "metric",
+    "params": "param",
+    "param": "param",
+    "tags": "tag",
+    "tag": "tag",
+    "attributes": "attr",
+    "attribute": "attr",
+    "attr": "attr",
 }
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -164,9 +175,13 @@ class _Parser:
         allowed = NUMBER_OPS if numeric else TEXT_OPS
         if op not in allowed:
             what = "numbers" if numeric else "text"
-            hint = "" if numeric else (
-                " Params and tags are stored as text; log a number you want to range over "
-                "as a metric."
+            hint = (
+                ""
+                if numeric
+                else (
+                    " Params and tags are stored as text; log a number you want to range over "
+                    "as a metric."
+                )
             )
             raise InvalidInput(
                 f"search filter {self.text!r}: operator {op!r} does not apply to {tok.text} "
@@ -177,8 +192,7 @@ class _Parser:
             if numeric != isinstance(v, float):
                 expected = "a number" if numeric else "a quoted string"
                 raise InvalidInput(
-                    f"search filter {self.text!r}: {tok.text} compares with {expected}, "
-                    f"got {v!r}"
+                    f"search filter {self.text!r}: {tok.text} compares with {expected}, got {v!r}"
                 )
         return Comparison(kind, key, op, value)
 
@@ -190,8 +204,11 @@ class _Parser:
         if word in ("like", "ilike", "in"):
             self.i += 1
             return word
-        if word == "not" and self.i + 1 < len(self.tokens) and \
-                self.tokens[self.i + 1].text.lower() == "in":
+        if (
+            word == "not"
+            and self.i + 1 < len(self.tokens)
+            and self.tokens[self.i + 1].text.lower() == "in"
+        ):
             self.i += 2
             return "not in"
         raise self.fail("an operator (=, !=, <, <=, >, >=, like, ilike, in, not in)")
@@ -249,7 +266,7 @@ def parse_order_by(items: str | list[str] | tuple[str, ...] | None) -> tuple[Ord
     """Parse ``["metrics.rmse asc", "start_time desc"]`` (or one comma-separated string)."""
     if items is None:
         return ()
-    parts = [p for p in items.split(",")] if isinstance(items, str) else list(items)
+    parts = items.split(",") if isinstance(items, str) else list(items)
     keys = []
     for raw in parts:
         words = raw.split()

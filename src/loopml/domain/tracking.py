@@ -58,12 +58,13 @@ def make_metric(key: str, value: object, step: object, timestamp_ms: int) -> Met
             raise InvalidInput(
                 f"metric {key!r} must be a number, got {type(value).__name__} {value!r}"
             ) from exc
-    if isinstance(step, bool) or not isinstance(step, int):
-        try:
-            step = int(step)  # type: ignore[call-overload]
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"metric {key!r} step must be an integer, got {step!r}") from exc
-    return Metric(key, float(value), step, timestamp_ms)
+    if isinstance(step, int) and not isinstance(step, bool):
+        return Metric(key, float(value), step, timestamp_ms)
+    try:
+        whole = int(step)  # type: ignore[call-overload]  # numpy integers and friends
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"metric {key!r} step must be an integer, got {step!r}") from exc
+    return Metric(key, float(value), whole, timestamp_ms)
 
 
 def param_text(key: str, value: object) -> str:

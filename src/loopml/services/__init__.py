@@ -1,1 +1,1 @@
-"""Use cases. Services take ports as constructor arguments and hold the rules; no I/O of their own."""
+"""Use cases. Services take ports as arguments and hold the rules; no I/O of their own."""

@@ -11,8 +11,9 @@ class AuditService:
     def __init__(self, log: AuditLog) -> None:
         self.log = log
 
-    def list_events(self, object_id: str | None = None, page_size: int = 100,
-                    page_token: str | None = None) -> Page[AuditEvent]:
+    def list_events(
+        self, object_id: str | None = None, page_size: int = 100, page_token: str | None = None
+    ) -> Page[AuditEvent]:
         return self.log.list_events(object_id, check_page_size(page_size), page_token)
 
     def verify(self) -> ChainReport:

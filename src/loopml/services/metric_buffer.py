@@ -119,7 +119,7 @@ class MetricBuffer:
         while not self._closed:
             self._wake.wait()
             self._wake.clear()
-            if self._closed:
+            if self._closing.is_set():
                 return
             # Points are waiting: give them max_delay to gather company, then write.
             self._closing.wait(self._max_delay)

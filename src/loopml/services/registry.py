@@ -63,8 +63,9 @@ class RegistryService:
 
     # models ------------------------------------------------------------------------------
     def create_model(self, name: str, actor: str, description: str = "") -> Model:
-        return self.store.create_model(validate_identifier("model name", name), description,
-                                       self.clock.now_ms(), actor)
+        return self.store.create_model(
+            validate_identifier("model name", name), description, self.clock.now_ms(), actor
+        )
 
     def get_model(self, name: str) -> Model:
         return self.store.get_model(name)
@@ -72,8 +73,13 @@ class RegistryService:
     def list_models(self, page_size: int = 100, page_token: str | None = None) -> Page[Model]:
         return self.store.list_models(check_page_size(page_size), page_token)
 
-    def list_versions(self, name: str, stage: Stage | None = None, page_size: int = 100,
-                      page_token: str | None = None) -> Page[ModelVersion]:
+    def list_versions(
+        self,
+        name: str,
+        stage: Stage | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[ModelVersion]:
         return self.store.list_versions(name, stage, check_page_size(page_size), page_token)
 
     # registration ------------------------------------------------------------------------
@@ -106,8 +112,18 @@ class RegistryService:
             chosen.save(model, path)
             digest, size = self.blobs.put_file(path)
         artifact = ArtifactRef(f"model/{chosen.file_name}", digest, size)
-        return self._create(name, actor, chosen.name, artifact, signature, run_id, metrics,
-                            inputs, description, chosen.describe(model))
+        return self._create(
+            name,
+            actor,
+            chosen.name,
+            artifact,
+            signature,
+            run_id,
+            metrics,
+            inputs,
+            description,
+            chosen.describe(model),
+        )
 
     def register_from_run(
         self,
@@ -128,8 +144,10 @@ class RegistryService:
         validate_identifier("model name", name)
         m = _RUN_SOURCE.match(source) if isinstance(source, str) else None
         if not m:
-            raise InvalidInput(f"model source {source!r} is not valid; expected "
-                               "runs:/RUN_ID/ARTIFACT_NAME (a 32-hex run id and a relative name)")
+            raise InvalidInput(
+                f"model source {source!r} is not valid; expected "
+                "runs:/RUN_ID/ARTIFACT_NAME (a 32-hex run id and a relative name)"
+            )
         artifact_name = validate_artifact_name(m["path"])
         chosen = self.flavors.get(flavor)
         if chosen.name in UNTRUSTED_FLAVORS and not trusted:
@@ -139,13 +157,23 @@ class RegistryService:
         if ref is None:
             known = ", ".join(a.name for a in run.artifacts) or "none"
             raise NotFound(f"run {run.id} has no artifact {artifact_name!r}; it has: {known}")
-        return self._create(name, actor, chosen.name, ref, signature, run.id, metrics, (),
-                            description, {})
+        return self._create(
+            name, actor, chosen.name, ref, signature, run.id, metrics, (), description, {}
+        )
 
-    def _create(self, name: str, actor: str, flavor: str, artifact: ArtifactRef,
-                signature: Signature | None, run_id: str | None,
-                metrics: Mapping[str, float] | None, inputs: Sequence[DatasetRef],
-                description: str, flavor_info: Mapping[str, str]) -> ModelVersion:
+    def _create(
+        self,
+        name: str,
+        actor: str,
+        flavor: str,
+        artifact: ArtifactRef,
+        signature: Signature | None,
+        run_id: str | None,
+        metrics: Mapping[str, float] | None,
+        inputs: Sequence[DatasetRef],
+        description: str,
+        flavor_info: Mapping[str, str],
+    ) -> ModelVersion:
         code = None
         lineage = list(inputs)
         if run_id is not None:
@@ -154,12 +182,22 @@ class RegistryService:
             lineage += [i for i in run.inputs if i not in lineage]
             if metrics is None:
                 metrics = run.metrics
-        return self.store.create_version(NewModelVersion(
-            model=name, flavor=flavor, artifact=artifact, created_ms=self.clock.now_ms(),
-            signature=signature, metrics=dict(metrics or {}), run_id=run_id,
-            inputs=tuple(lineage), code=code, description=description,
-            flavor_info=dict(flavor_info),
-        ), actor)
+        return self.store.create_version(
+            NewModelVersion(
+                model=name,
+                flavor=flavor,
+                artifact=artifact,
+                created_ms=self.clock.now_ms(),
+                signature=signature,
+                metrics=dict(metrics or {}),
+                run_id=run_id,
+                inputs=tuple(lineage),
+                code=code,
+                description=description,
+                flavor_info=dict(flavor_info),
+            ),
+            actor,
+        )
 
     # resolution and loading --------------------------------------------------------------
     def resolve(self, uri: str | ModelUri) -> ModelVersion:
@@ -171,16 +209,19 @@ class RegistryService:
             model = self.store.get_model(parsed.name)
             if parsed.alias not in model.aliases:
                 known = ", ".join(sorted(model.aliases)) or "none"
-                raise NotFound(f"model {parsed.name!r} has no alias {parsed.alias!r}; "
-                               f"its aliases are: {known}")
+                raise NotFound(
+                    f"model {parsed.name!r} has no alias {parsed.alias!r}; its aliases are: {known}"
+                )
             return self.store.get_version(parsed.name, model.aliases[parsed.alias])
         assert parsed.stage is not None  # guaranteed by ModelUri.parse
         page = self.store.list_versions(parsed.name, parsed.stage, 2, None)
         if not page.items:
             raise NotFound(f"model {parsed.name!r} has no version in {parsed.stage.value}")
         if len(page.items) > 1:
-            raise InvalidState(f"{parsed} is ambiguous: several versions are in "
-                               f"{parsed.stage.value}; name a version or an alias instead")
+            raise InvalidState(
+                f"{parsed} is ambiguous: several versions are in "
+                f"{parsed.stage.value}; name a version or an alias instead"
+            )
         return page.items[0]
 
     def load(self, uri: str | ModelUri, *, trusted: bool = False) -> object:
@@ -221,8 +262,11 @@ class RegistryService:
         exclusive = None
         if target is Stage.PRODUCTION and not allow_multiple:
             exclusive = Stage.PRODUCTION
-            current = [v for v in self.store.list_versions(name, Stage.PRODUCTION, 1000, None)
-                       if v.version != version]
+            current = [
+                v
+                for v in self.store.list_versions(name, Stage.PRODUCTION, 1000, None)
+                if v.version != version
+            ]
             if current and not archive_existing:
                 listed = ", ".join(v.uri for v in current)
                 raise InvalidState(
@@ -230,16 +274,25 @@ class RegistryService:
                     "version: pass archive_existing=True (--archive-existing) to archive it in "
                     "the same step, or allow_multiple=True (--allow-multiple) to keep both"
                 )
-            changes += [StageChange(v.version, Stage.PRODUCTION, Stage.ARCHIVED)
-                        for v in current]
-        audits = [AuditRecord("model_version.stage", "model_version",
-                              f"models:/{name}/{c.version}", actor, {"stage": c.expected.value},
-                              {"stage": c.target.value}, reason) for c in changes]
+            changes += [StageChange(v.version, Stage.PRODUCTION, Stage.ARCHIVED) for v in current]
+        audits = [
+            AuditRecord(
+                "model_version.stage",
+                "model_version",
+                f"models:/{name}/{c.version}",
+                actor,
+                {"stage": c.expected.value},
+                {"stage": c.target.value},
+                reason,
+            )
+            for c in changes
+        ]
         self.store.set_stages(name, changes, exclusive, audits)
         return self.store.get_version(name, version)
 
-    def archive(self, name: str, version: int, actor: str, reason: str | None = None
-                ) -> ModelVersion:
+    def archive(
+        self, name: str, version: int, actor: str, reason: str | None = None
+    ) -> ModelVersion:
         return self.transition(name, version, Stage.ARCHIVED, actor, reason=reason)
 
     def set_alias(self, name: str, alias: str, version: int, actor: str) -> None:
@@ -248,14 +301,33 @@ class RegistryService:
             raise InvalidInput(f"alias {alias!r} must point at a version number, got {version!r}")
         self.store.get_version(name, version)
         before = self.store.get_model(name).aliases.get(alias)
-        self.store.set_alias(name, alias, version, AuditRecord(
-            "alias.set", "alias", f"models:/{name}@{alias}", actor,
-            {"version": before} if before is not None else None, {"version": version}))
+        self.store.set_alias(
+            name,
+            alias,
+            version,
+            AuditRecord(
+                "alias.set",
+                "alias",
+                f"models:/{name}@{alias}",
+                actor,
+                {"version": before} if before is not None else None,
+                {"version": version},
+            ),
+        )
 
     def delete_alias(self, name: str, alias: str, actor: str) -> None:
         model = self.store.get_model(name)
         if alias not in model.aliases:
             raise NotFound(f"model {name!r} has no alias {alias!r}")
-        self.store.delete_alias(name, alias, AuditRecord(
-            "alias.delete", "alias", f"models:/{name}@{alias}", actor,
-            {"version": model.aliases[alias]}, None))
+        self.store.delete_alias(
+            name,
+            alias,
+            AuditRecord(
+                "alias.delete",
+                "alias",
+                f"models:/{name}@{alias}",
+                actor,
+                {"version": model.aliases[alias]},
+                None,
+            ),
+        )

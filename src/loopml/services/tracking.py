@@ -51,14 +51,16 @@ class TrackingService:
 
     # experiments -------------------------------------------------------------------------
     def create_experiment(self, name: str) -> Experiment:
-        return self.store.create_experiment(validate_identifier("experiment name", name),
-                                            self.clock.now_ms())
+        return self.store.create_experiment(
+            validate_identifier("experiment name", name), self.clock.now_ms()
+        )
 
     def get_experiment(self, name: str) -> Experiment:
         return self.store.get_experiment(name)
 
-    def list_experiments(self, page_size: int = 100, page_token: str | None = None
-                         ) -> Page[Experiment]:
+    def list_experiments(
+        self, page_size: int = 100, page_token: str | None = None
+    ) -> Page[Experiment]:
         return self.store.list_experiments(check_page_size(page_size), page_token)
 
     # runs --------------------------------------------------------------------------------
@@ -84,11 +86,18 @@ class TrackingService:
             code = self.provenance.code_version()
             env = self.provenance.environment()
         clean_tags = {k: tag_text(k, v) for k, v in (tags or {}).items()}
-        self.store.create_run(NewRun(
-            id=run_id, experiment=experiment, name=name or _default_run_name(run_id),
-            start_ms=self.clock.now_ms(), parent_id=parent_id, tags=clean_tags,
-            code=code, environment=env,
-        ))
+        self.store.create_run(
+            NewRun(
+                id=run_id,
+                experiment=experiment,
+                name=name or _default_run_name(run_id),
+                start_ms=self.clock.now_ms(),
+                parent_id=parent_id,
+                tags=clean_tags,
+                code=code,
+                environment=env,
+            )
+        )
         return self.store.get_run(run_id)
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> None:
@@ -130,8 +139,10 @@ class TrackingService:
         else:
             path = Path(source)
             if not path.is_file():
-                raise InvalidInput(f"artifact source {str(path)!r} is not a file; "
-                                   "pass the path of an existing file or the bytes to store")
+                raise InvalidInput(
+                    f"artifact source {str(path)!r} is not a file; "
+                    "pass the path of an existing file or the bytes to store"
+                )
             digest, size = self.blobs.put_file(path)
             ref = ArtifactRef(name, digest, size)
         self.store.add_artifacts(run_id, [ref])
@@ -167,10 +178,42 @@ def _parse_status(status: RunStatus | str) -> RunStatus:
         raise InvalidInput(f"unknown run status {status!r}; expected one of {allowed}") from None
 
 
-_ADJECTIVES = ("brisk", "calm", "clever", "eager", "gentle", "keen", "lucid", "nimble",
-               "quiet", "steady", "swift", "tidy", "vivid", "witty", "bold", "bright")
-_NOUNS = ("otter", "heron", "lynx", "finch", "badger", "falcon", "marten", "ibis",
-          "panda", "wren", "yak", "koala", "newt", "orca", "quail", "seal")
+_ADJECTIVES = (
+    "brisk",
+    "calm",
+    "clever",
+    "eager",
+    "gentle",
+    "keen",
+    "lucid",
+    "nimble",
+    "quiet",
+    "steady",
+    "swift",
+    "tidy",
+    "vivid",
+    "witty",
+    "bold",
+    "bright",
+)
+_NOUNS = (
+    "otter",
+    "heron",
+    "lynx",
+    "finch",
+    "badger",
+    "falcon",
+    "marten",
+    "ibis",
+    "panda",
+    "wren",
+    "yak",
+    "koala",
+    "newt",
+    "orca",
+    "quail",
+    "seal",
+)
 
 
 def _default_run_name(run_id: str) -> str:

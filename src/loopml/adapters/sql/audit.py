@@ -26,17 +26,28 @@ _BATCH = 1000
 def append_event(conn: Connection, record: AuditRecord, time_ms: int) -> AuditEvent:
     head = conn.execute(
         select(t.audit_head.c.seq, t.audit_head.c.hash)
-        .where(t.audit_head.c.id == 1).with_for_update()
+        .where(t.audit_head.c.id == 1)
+        .with_for_update()
     ).one()
     event = seal(record, int(head.seq) + 1, time_ms, head.hash)
-    conn.execute(t.audit_events.insert().values(
-        seq=event.seq, time_ms=event.time_ms, actor=event.actor, action=event.action,
-        object_type=event.object_type, object_id=event.object_id,
-        before=dump(event.before), after=dump(event.after), reason=event.reason,
-        prev_hash=event.prev_hash, hash=event.hash,
-    ))
-    conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1)
-                 .values(seq=event.seq, hash=event.hash))
+    conn.execute(
+        t.audit_events.insert().values(
+            seq=event.seq,
+            time_ms=event.time_ms,
+            actor=event.actor,
+            action=event.action,
+            object_type=event.object_type,
+            object_id=event.object_id,
+            before=dump(event.before),
+            after=dump(event.after),
+            reason=event.reason,
+            prev_hash=event.prev_hash,
+            hash=event.hash,
+        )
+    )
+    conn.execute(
+        update(t.audit_head).where(t.audit_head.c.id == 1).values(seq=event.seq, hash=event.hash)
+    )
     return event
 
 
@@ -49,16 +60,21 @@ class SqlAuditLog:
         with self.db.write() as conn:
             return append_event(conn, record, self.clock.now_ms())
 
-    def list_events(self, object_id: str | None, page_size: int, page_token: str | None
-                    ) -> Page[AuditEvent]:
+    def list_events(
+        self, object_id: str | None, page_size: int, page_token: str | None
+    ) -> Page[AuditEvent]:
         fp = query_fingerprint("audit", object_id)
         offset = decode_token(page_token, fp)
         e = t.audit_events
         query = select(e).order_by(e.c.seq.desc()).limit(page_size + 1).offset(offset)
         if object_id:
-            query = query.where(or_(e.c.object_id == object_id,
-                                    e.c.object_id.startswith(object_id + "/", autoescape=True),
-                                    e.c.object_id.startswith(object_id + "@", autoescape=True)))
+            query = query.where(
+                or_(
+                    e.c.object_id == object_id,
+                    e.c.object_id.startswith(object_id + "/", autoescape=True),
+                    e.c.object_id.startswith(object_id + "@", autoescape=True),
+                )
+            )
         with self.db.read() as conn:
             rows = conn.execute(query).mappings().all()
         items = [event_from_row(r) for r in rows[:page_size]]
@@ -82,8 +98,9 @@ class SqlAuditLog:
 
     def head(self) -> tuple[int, str] | None:
         with self.db.read() as conn:
-            row = conn.execute(select(t.audit_head.c.seq, t.audit_head.c.hash)
-                               .where(t.audit_head.c.id == 1)).first()
+            row = conn.execute(
+                select(t.audit_head.c.seq, t.audit_head.c.hash).where(t.audit_head.c.id == 1)
+            ).first()
         if row is None or int(row.seq) == 0:
             return None
         return int(row.seq), str(row.hash)

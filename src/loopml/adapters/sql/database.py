@@ -15,13 +15,16 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from loopml.domain.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 _WRITE = "loopml_write"
 
@@ -59,13 +62,16 @@ class SqlDatabase:
         if self.is_sqlite:
             path = self.sqlite_path
             if path is None:
-                raise ConfigError(f"metadata URL {self.url!r} is not a SQLite file; in-memory "
-                                  "SQLite cannot be shared between connections. Use a file path "
-                                  "such as sqlite:////abs/path/loopml.db")
+                raise ConfigError(
+                    f"metadata URL {self.url!r} is not a SQLite file; in-memory "
+                    "SQLite cannot be shared between connections. Use a file path "
+                    "such as sqlite:////abs/path/loopml.db"
+                )
             engine = create_engine(
                 self.url,
                 connect_args={"timeout": self.busy_timeout_s, "check_same_thread": False},
-                pool_size=8, max_overflow=8,
+                pool_size=8,
+                max_overflow=8,
             )
             timeout_ms = int(self.busy_timeout_s * 1000)
 
@@ -89,10 +95,12 @@ class SqlDatabase:
         if self.dialect == "postgresql":
             url = self.url
             if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://"):]
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
             return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-        raise ConfigError(f"metadata URL {self.url!r} uses an unsupported database "
-                          f"{self.dialect!r}; expected sqlite:///PATH or postgresql://...")
+        raise ConfigError(
+            f"metadata URL {self.url!r} uses an unsupported database "
+            f"{self.dialect!r}; expected sqlite:///PATH or postgresql://..."
+        )
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -124,8 +132,10 @@ def _storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
-        raise StorageError(f"metadata database {_redact(url)} failed: {exc.orig}. "
-                           "Check that it is reachable and not full or read-only.") from exc
+        raise StorageError(
+            f"metadata database {_redact(url)} failed: {exc.orig}. "
+            "Check that it is reachable and not full or read-only."
+        ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             raise StorageError(f"lost the connection to {_redact(url)}: {exc.orig}") from exc
@@ -140,4 +150,3 @@ def _redact(url: str) -> str:
         user = creds.split(":", 1)[0]
         return f"{head}://{user}:***@{host}" if ":" in creds else url
     return url
-

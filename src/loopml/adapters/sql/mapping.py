@@ -24,52 +24,66 @@ def load(text: str | None) -> Any:
 def code_to_json(code: CodeVersion | None) -> str | None:
     if code is None:
         return None
-    return dump({"commit": code.commit, "branch": code.branch, "dirty": code.dirty,
-                 "diff_hash": code.diff_hash, "repo_path": code.repo_path})
+    return dump(
+        {
+            "commit": code.commit,
+            "branch": code.branch,
+            "dirty": code.dirty,
+            "diff_hash": code.diff_hash,
+            "repo_path": code.repo_path,
+        }
+    )
 
 
 def code_from_json(text: str | None) -> CodeVersion | None:
     data = load(text)
     if data is None:
         return None
-    return CodeVersion(data["commit"], data.get("branch"), bool(data["dirty"]),
-                       data.get("diff_hash"), data.get("repo_path"))
+    return CodeVersion(
+        data["commit"],
+        data.get("branch"),
+        bool(data["dirty"]),
+        data.get("diff_hash"),
+        data.get("repo_path"),
+    )
 
 
 def env_to_json(env: EnvironmentInfo | None) -> str | None:
     if env is None:
         return None
-    return dump({"python": env.python, "platform": env.platform,
-                 "packages": dict(env.packages)})
+    return dump({"python": env.python, "platform": env.platform, "packages": dict(env.packages)})
 
 
 def env_from_json(text: str | None) -> EnvironmentInfo | None:
     data = load(text)
     if data is None:
         return None
-    return EnvironmentInfo(data["python"], data["platform"],
-                           tuple(sorted(data.get("packages", {}).items())))
+    return EnvironmentInfo(
+        data["python"], data["platform"], tuple(sorted(data.get("packages", {}).items()))
+    )
 
 
 def inputs_to_json(inputs: Sequence[DatasetRef]) -> str:
-    return canonical_json([{"name": i.name, "version": i.version, "digest": i.digest}
-                           for i in inputs])
+    return canonical_json(
+        [{"name": i.name, "version": i.version, "digest": i.digest} for i in inputs]
+    )
 
 
 def inputs_from_json(text: str) -> tuple[DatasetRef, ...]:
-    return tuple(DatasetRef(i["name"], int(i["version"]), i.get("digest"))
-                 for i in json.loads(text))
+    return tuple(
+        DatasetRef(i["name"], int(i["version"]), i.get("digest")) for i in json.loads(text)
+    )
 
 
-def version_from_row(row: Mapping[str, Any], model: str, aliases: Sequence[str]
-                     ) -> ModelVersion:
+def version_from_row(row: Mapping[Any, Any], model: str, aliases: Sequence[str]) -> ModelVersion:
     signature = load(row["signature"])
     return ModelVersion(
         model=model,
         version=int(row["version"]),
         flavor=row["flavor"],
-        artifact=ArtifactRef(row["artifact_name"], Digest.parse(row["artifact_digest"]),
-                             int(row["artifact_size"])),
+        artifact=ArtifactRef(
+            row["artifact_name"], Digest.parse(row["artifact_digest"]), int(row["artifact_size"])
+        ),
         stage=Stage(row["stage"]),
         created_ms=int(row["created_ms"]),
         signature=None if signature is None else Signature.from_dict(signature),
@@ -83,10 +97,17 @@ def version_from_row(row: Mapping[str, Any], model: str, aliases: Sequence[str]
     )
 
 
-def event_from_row(row: Mapping[str, Any]) -> AuditEvent:
+def event_from_row(row: Mapping[Any, Any]) -> AuditEvent:
     return AuditEvent(
-        seq=int(row["seq"]), time_ms=int(row["time_ms"]), actor=row["actor"],
-        action=row["action"], object_type=row["object_type"], object_id=row["object_id"],
-        before=load(row["before"]), after=load(row["after"]), reason=row["reason"],
-        prev_hash=row["prev_hash"], hash=row["hash"],
+        seq=int(row["seq"]),
+        time_ms=int(row["time_ms"]),
+        actor=row["actor"],
+        action=row["action"],
+        object_type=row["object_type"],
+        object_id=row["object_id"],
+        before=load(row["before"]),
+        after=load(row["after"]),
+        reason=row["reason"],
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
     )

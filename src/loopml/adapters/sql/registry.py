@@ -28,15 +28,30 @@ from loopml.ports import Clock, NewModelVersion, StageChange
 
 
 def model_created(name: str, description: str, actor: str) -> AuditRecord:
-    return AuditRecord("model.create", "model", f"models:/{name}", actor, None,
-                       {"name": name, "description": description})
+    return AuditRecord(
+        "model.create",
+        "model",
+        f"models:/{name}",
+        actor,
+        None,
+        {"name": name, "description": description},
+    )
 
 
 def version_created(mv: ModelVersion, actor: str) -> AuditRecord:
-    return AuditRecord("model_version.create", "model_version", mv.uri, actor, None, {
-        "flavor": mv.flavor, "artifact": str(mv.artifact.digest), "stage": mv.stage.value,
-        "run_id": mv.run_id,
-    })
+    return AuditRecord(
+        "model_version.create",
+        "model_version",
+        mv.uri,
+        actor,
+        None,
+        {
+            "flavor": mv.flavor,
+            "artifact": str(mv.artifact.digest),
+            "stage": mv.stage.value,
+            "run_id": mv.run_id,
+        },
+    )
 
 
 class SqlRegistryStore:
@@ -49,15 +64,23 @@ class SqlRegistryStore:
             with self.db.write() as conn:
                 self._insert_model(conn, name, description, now_ms, actor)
         except SqlIntegrityError as exc:
-            raise AlreadyExists(f"model {name!r} already exists; register a new version "
-                                "of it instead") from exc
+            raise AlreadyExists(
+                f"model {name!r} already exists; register a new version of it instead"
+            ) from exc
         return Model(name, now_ms, description)
 
-    def _insert_model(self, conn: Connection, name: str, description: str, now_ms: int,
-                      actor: str) -> int:
-        model_id = conn.execute(t.models.insert().values(
-            name=name, description=description, created_ms=now_ms, latest_version=0,
-        )).inserted_primary_key[0]
+    def _insert_model(
+        self, conn: Connection, name: str, description: str, now_ms: int, actor: str
+    ) -> int:
+        model_id = conn.execute(
+            t.models.insert().values(
+                name=name,
+                description=description,
+                created_ms=now_ms,
+                latest_version=0,
+            )
+            .returning(t.models.c.id)
+        ).scalar_one()
         append_event(conn, model_created(name, description, actor), now_ms)
         return int(model_id)
 
@@ -70,10 +93,14 @@ class SqlRegistryStore:
         if row is None:
             return None
         a = t.model_aliases.c
-        aliases = dict(conn.execute(select(a.alias, a.version).where(a.model_id == row.id))
-                       .all())
-        return Model(row.name, int(row.created_ms), row.description, int(row.latest_version),
-                     {k: int(v) for k, v in aliases.items()})
+        aliases = dict(conn.execute(select(a.alias, a.version).where(a.model_id == row.id)).all())
+        return Model(
+            row.name,
+            int(row.created_ms),
+            row.description,
+            int(row.latest_version),
+            {k: int(v) for k, v in aliases.items()},
+        )
 
     def get_model(self, name: str) -> Model:
         model = self.find_model(name)
@@ -85,11 +112,16 @@ class SqlRegistryStore:
         fp = query_fingerprint("models")
         offset = decode_token(page_token, fp)
         with self.db.read() as conn:
-            names = list(conn.execute(select(t.models.c.name).order_by(t.models.c.name)
-                                      .limit(page_size + 1).offset(offset)).scalars())
+            names = list(
+                conn.execute(
+                    select(t.models.c.name)
+                    .order_by(t.models.c.name)
+                    .limit(page_size + 1)
+                    .offset(offset)
+                ).scalars()
+            )
             items = [m for n in names[:page_size] if (m := self._find_model(conn, n))]
-        return Page(items, encode_token(offset + page_size, fp) if len(names) > page_size
-                    else None)
+        return Page(items, encode_token(offset + page_size, fp) if len(names) > page_size else None)
 
     def create_version(self, new: NewModelVersion, actor: str) -> ModelVersion:
         with self.db.write() as conn:
@@ -97,30 +129,52 @@ class SqlRegistryStore:
             if model_id is None:
                 model_id = self._insert_model(conn, new.model, "", new.created_ms, actor)
             number = conn.execute(
-                update(t.models).where(t.models.c.id == model_id)
+                update(t.models)
+                .where(t.models.c.id == model_id)
                 .values(latest_version=t.models.c.latest_version + 1)
-                .returning(t.models.c.latest_version)).scalar_one()
+                .returning(t.models.c.latest_version)
+            ).scalar_one()
             mv = ModelVersion(
-                model=new.model, version=int(number), flavor=new.flavor, artifact=new.artifact,
-                stage=Stage.CANDIDATE, created_ms=new.created_ms, signature=new.signature,
-                metrics=dict(new.metrics), run_id=new.run_id, inputs=tuple(new.inputs),
-                code=new.code, description=new.description, flavor_info=dict(new.flavor_info),
+                model=new.model,
+                version=int(number),
+                flavor=new.flavor,
+                artifact=new.artifact,
+                stage=Stage.CANDIDATE,
+                created_ms=new.created_ms,
+                signature=new.signature,
+                metrics=dict(new.metrics),
+                run_id=new.run_id,
+                inputs=tuple(new.inputs),
+                code=new.code,
+                description=new.description,
+                flavor_info=dict(new.flavor_info),
             )
-            conn.execute(t.model_versions.insert().values(
-                model_id=model_id, version=mv.version, flavor=mv.flavor,
-                artifact_name=mv.artifact.name, artifact_digest=str(mv.artifact.digest),
-                artifact_size=mv.artifact.size, stage=mv.stage.value, created_ms=mv.created_ms,
-                signature=dump(mv.signature.to_dict()) if mv.signature else None,
-                metrics=dump(mv.metrics), run_id=mv.run_id, inputs=inputs_to_json(mv.inputs),
-                code=code_to_json(mv.code), description=mv.description,
-                flavor_info=dump(mv.flavor_info),
-            ))
+            conn.execute(
+                t.model_versions.insert().values(
+                    model_id=model_id,
+                    version=mv.version,
+                    flavor=mv.flavor,
+                    artifact_name=mv.artifact.name,
+                    artifact_digest=str(mv.artifact.digest),
+                    artifact_size=mv.artifact.size,
+                    stage=mv.stage.value,
+                    created_ms=mv.created_ms,
+                    signature=dump(mv.signature.to_dict()) if mv.signature else None,
+                    metrics=dump(mv.metrics),
+                    run_id=mv.run_id,
+                    inputs=inputs_to_json(mv.inputs),
+                    code=code_to_json(mv.code),
+                    description=mv.description,
+                    flavor_info=dump(mv.flavor_info),
+                )
+            )
             append_event(conn, version_created(mv, actor), new.created_ms)
         return mv
 
     def _lock_model(self, conn: Connection, name: str, must_exist: bool = True) -> int | None:
-        model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == name)
-                                .with_for_update()).scalar()
+        model_id = conn.execute(
+            select(t.models.c.id).where(t.models.c.name == name).with_for_update()
+        ).scalar()
         if model_id is None and must_exist:
             raise _no_model(name)
         return None if model_id is None else int(model_id)
@@ -129,12 +183,15 @@ class SqlRegistryStore:
         with self.db.read() as conn:
             found = self._versions(conn, name, version=version)
         if not found:
-            raise NotFound(f"model {name!r} has no version {version}; list its versions with "
-                           f"`loopml models show {name}`")
+            raise NotFound(
+                f"model {name!r} has no version {version}; list its versions with "
+                f"`loopml models show {name}`"
+            )
         return found[0]
 
-    def list_versions(self, name: str, stage: Stage | None, page_size: int,
-                      page_token: str | None) -> Page[ModelVersion]:
+    def list_versions(
+        self, name: str, stage: Stage | None, page_size: int, page_token: str | None
+    ) -> Page[ModelVersion]:
         fp = query_fingerprint("versions", name, stage)
         offset = decode_token(page_token, fp)
         with self.db.read() as conn:
@@ -142,9 +199,16 @@ class SqlRegistryStore:
         token = encode_token(offset + page_size, fp) if len(items) > page_size else None
         return Page(items[:page_size], token)
 
-    def _versions(self, conn: Connection, name: str, *, version: int | None = None,
-                  stage: Stage | None = None, limit: int | None = None, offset: int = 0
-                  ) -> list[ModelVersion]:
+    def _versions(
+        self,
+        conn: Connection,
+        name: str,
+        *,
+        version: int | None = None,
+        stage: Stage | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ModelVersion]:
         model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
         if model_id is None:
             raise _no_model(name)
@@ -160,22 +224,30 @@ class SqlRegistryStore:
         rows = conn.execute(query).mappings().all()
         a = t.model_aliases.c
         aliases: dict[int, list[str]] = defaultdict(list)
-        for alias, number in conn.execute(select(a.alias, a.version)
-                                          .where(a.model_id == model_id)):
+        for alias, number in conn.execute(select(a.alias, a.version).where(a.model_id == model_id)):
             aliases[int(number)].append(alias)
         return [version_from_row(r, name, aliases[int(r["version"])]) for r in rows]
 
-    def set_stages(self, name: str, changes: Sequence[StageChange], exclusive: Stage | None,
-                   audits: Sequence[AuditRecord]) -> None:
+    def set_stages(
+        self,
+        name: str,
+        changes: Sequence[StageChange],
+        exclusive: Stage | None,
+        audits: Sequence[AuditRecord],
+    ) -> None:
         v = t.model_versions.c
         with self.db.write() as conn:
             model_id = self._lock_model(conn, name)
             for change in changes:
                 result = conn.execute(
                     update(t.model_versions)
-                    .where(v.model_id == model_id, v.version == change.version,
-                           v.stage == change.expected.value)
-                    .values(stage=change.target.value))
+                    .where(
+                        v.model_id == model_id,
+                        v.version == change.version,
+                        v.stage == change.expected.value,
+                    )
+                    .values(stage=change.target.value)
+                )
                 if result.rowcount != 1:
                     raise ConcurrentModification(
                         f"models:/{name}/{change.version} is no longer in "
@@ -183,9 +255,11 @@ class SqlRegistryStore:
                         "look at it again and retry"
                     )
             if exclusive is not None:
-                count = conn.execute(select(func.count()).select_from(t.model_versions)
-                                     .where(v.model_id == model_id,
-                                            v.stage == exclusive.value)).scalar_one()
+                count = conn.execute(
+                    select(func.count())
+                    .select_from(t.model_versions)
+                    .where(v.model_id == model_id, v.stage == exclusive.value)
+                ).scalar_one()
                 if count > 1:
                     raise ConcurrentModification(
                         f"model {name!r} would have {count} versions in {exclusive.value}; "
@@ -198,19 +272,22 @@ class SqlRegistryStore:
         with self.db.write() as conn:
             model_id = self._lock_model(conn, name)
             insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
-            stmt = insert(t.model_aliases).values(model_id=model_id, alias=alias,
-                                                  version=version)
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[t.model_aliases.c.model_id, t.model_aliases.c.alias],
-                set_={"version": stmt.excluded.version}))
+            stmt = insert(t.model_aliases).values(model_id=model_id, alias=alias, version=version)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[t.model_aliases.c.model_id, t.model_aliases.c.alias],
+                    set_={"version": stmt.excluded.version},
+                )
+            )
             append_event(conn, audit, self.clock.now_ms())
 
     def delete_alias(self, name: str, alias: str, audit: AuditRecord) -> None:
         a = t.model_aliases.c
         with self.db.write() as conn:
             model_id = self._lock_model(conn, name)
-            result = conn.execute(delete(t.model_aliases)
-                                  .where(a.model_id == model_id, a.alias == alias))
+            result = conn.execute(
+                delete(t.model_aliases).where(a.model_id == model_id, a.alias == alias)
+            )
             if result.rowcount == 0:
                 raise NotFound(f"model {name!r} has no alias {alias!r}")
             append_event(conn, audit, self.clock.now_ms())

@@ -32,14 +32,16 @@ metadata = MetaData()
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 experiments = Table(
-    "experiments", metadata,
+    "experiments",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("created_ms", BigInteger, nullable=False),
 )
 
 runs = Table(
-    "runs", metadata,
+    "runs",
+    metadata,
     Column("pk", BigId, primary_key=True, autoincrement=True),
     Column("id", String(32), nullable=False, unique=True),
     Column("experiment_id", BigInteger, ForeignKey("experiments.id"), nullable=False),
@@ -55,7 +57,8 @@ runs = Table(
 )
 
 params = Table(
-    "params", metadata,
+    "params",
+    metadata,
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
@@ -63,7 +66,8 @@ params = Table(
 )
 
 tags = Table(
-    "tags", metadata,
+    "tags",
+    metadata,
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Text, nullable=False),
@@ -71,7 +75,8 @@ tags = Table(
 )
 
 metrics = Table(
-    "metrics", metadata,
+    "metrics",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), nullable=False),
     Column("key", String(250), nullable=False),
@@ -82,7 +87,8 @@ metrics = Table(
 )
 
 latest_metrics = Table(
-    "latest_metrics", metadata,
+    "latest_metrics",
+    metadata,
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
     Column("key", String(250), primary_key=True),
     Column("value", Float),  # NaN is stored as NULL
@@ -92,7 +98,8 @@ latest_metrics = Table(
 )
 
 run_artifacts = Table(
-    "run_artifacts", metadata,
+    "run_artifacts",
+    metadata,
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
     Column("name", String(1024), primary_key=True),
     Column("digest", String(80), nullable=False),
@@ -100,7 +107,8 @@ run_artifacts = Table(
 )
 
 run_inputs = Table(
-    "run_inputs", metadata,
+    "run_inputs",
+    metadata,
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True),
     Column("dataset", String(128), primary_key=True),
     Column("version", Integer, primary_key=True),
@@ -108,7 +116,8 @@ run_inputs = Table(
 )
 
 models = Table(
-    "models", metadata,
+    "models",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("description", Text, nullable=False),
@@ -117,7 +126,8 @@ models = Table(
 )
 
 model_versions = Table(
-    "model_versions", metadata,
+    "model_versions",
+    metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("model_id", BigInteger, ForeignKey("models.id"), nullable=False),
     Column("version", Integer, nullable=False),
@@ -139,14 +149,16 @@ model_versions = Table(
 )
 
 model_aliases = Table(
-    "model_aliases", metadata,
+    "model_aliases",
+    metadata,
     Column("model_id", BigInteger, ForeignKey("models.id"), primary_key=True),
     Column("alias", String(128), primary_key=True),
     Column("version", Integer, nullable=False),
 )
 
 audit_events = Table(
-    "audit_events", metadata,
+    "audit_events",
+    metadata,
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("time_ms", BigInteger, nullable=False),
     Column("actor", String(256), nullable=False),
@@ -162,7 +174,8 @@ audit_events = Table(
 )
 
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),

@@ -42,11 +42,15 @@ class SqlTrackingStore:
     def create_experiment(self, name: str, now_ms: int) -> Experiment:
         try:
             with self.db.write() as conn:
-                new_id = conn.execute(t.experiments.insert().values(
-                    name=name, created_ms=now_ms)).inserted_primary_key[0]
+                new_id = conn.execute(
+                    t.experiments.insert()
+                    .values(name=name, created_ms=now_ms)
+                    .returning(t.experiments.c.id)
+                ).scalar_one()
         except SqlIntegrityError as exc:
-            raise AlreadyExists(f"experiment {name!r} already exists; use it, or pick another "
-                                "name") from exc
+            raise AlreadyExists(
+                f"experiment {name!r} already exists; use it, or pick another name"
+            ) from exc
         return Experiment(int(new_id), name, now_ms)
 
     def find_experiment(self, name: str) -> Experiment | None:
@@ -57,43 +61,64 @@ class SqlTrackingStore:
     def get_experiment(self, name: str) -> Experiment:
         found = self.find_experiment(name)
         if found is None:
-            raise NotFound(f"experiment {name!r} does not exist; list them with "
-                           "`loopml experiments list`")
+            raise NotFound(
+                f"experiment {name!r} does not exist; list them with `loopml experiments list`"
+            )
         return found
 
     def list_experiments(self, page_size: int, page_token: str | None) -> Page[Experiment]:
         fp = query_fingerprint("experiments")
         offset = decode_token(page_token, fp)
         with self.db.read() as conn:
-            rows = conn.execute(select(t.experiments).order_by(t.experiments.c.name)
-                                .limit(page_size + 1).offset(offset)).all()
+            rows = conn.execute(
+                select(t.experiments)
+                .order_by(t.experiments.c.name)
+                .limit(page_size + 1)
+                .offset(offset)
+            ).all()
         items = [Experiment(int(r.id), r.name, int(r.created_ms)) for r in rows[:page_size]]
-        return Page(items, encode_token(offset + page_size, fp) if len(rows) > page_size
-                    else None)
+        return Page(items, encode_token(offset + page_size, fp) if len(rows) > page_size else None)
 
     # runs --------------------------------------------------------------------------------
     def create_run(self, run: NewRun) -> None:
         with self.db.write() as conn:
-            conn.execute(self._insert(t.experiments).values(
-                name=run.experiment, created_ms=run.start_ms).on_conflict_do_nothing())
-            exp_id = conn.execute(select(t.experiments.c.id)
-                                  .where(t.experiments.c.name == run.experiment)).scalar_one()
+            conn.execute(
+                self._insert(t.experiments)
+                .values(name=run.experiment, created_ms=run.start_ms)
+                .on_conflict_do_nothing()
+            )
+            exp_id = conn.execute(
+                select(t.experiments.c.id).where(t.experiments.c.name == run.experiment)
+            ).scalar_one()
             if run.parent_id is not None:
                 self._pk(conn, run.parent_id)
-            pk = conn.execute(t.runs.insert().values(
-                id=run.id, experiment_id=exp_id, name=run.name,
-                status=RunStatus.RUNNING.value, start_ms=run.start_ms, parent_id=run.parent_id,
-                code=code_to_json(run.code), environment=env_to_json(run.environment),
-            )).inserted_primary_key[0]
+            pk = conn.execute(
+                t.runs.insert().values(
+                    id=run.id,
+                    experiment_id=exp_id,
+                    name=run.name,
+                    status=RunStatus.RUNNING.value,
+                    start_ms=run.start_ms,
+                    parent_id=run.parent_id,
+                    code=code_to_json(run.code),
+                    environment=env_to_json(run.environment),
+                )
+                .returning(t.runs.c.pk)
+            ).scalar_one()
             if run.tags:
-                conn.execute(t.tags.insert(), [{"run_pk": pk, "key": k, "value": v}
-                                              for k, v in run.tags.items()])
+                conn.execute(
+                    t.tags.insert(),
+                    [{"run_pk": pk, "key": k, "value": v} for k, v in run.tags.items()],
+                )
         self._run_pks[run.id] = int(pk)
 
     def finish_run(self, run_id: str, status: RunStatus, end_ms: int) -> None:
         with self.db.write() as conn:
-            result = conn.execute(update(t.runs).where(t.runs.c.id == run_id)
-                                  .values(status=status.value, end_ms=end_ms))
+            result = conn.execute(
+                update(t.runs)
+                .where(t.runs.c.id == run_id)
+                .values(status=status.value, end_ms=end_ms)
+            )
             if result.rowcount == 0:
                 raise _no_run(run_id)
 
@@ -121,15 +146,22 @@ class SqlTrackingStore:
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         with self.db.write() as conn:
             pk = self._pk(conn, run_id)
-            conn.execute(self._insert(t.params).on_conflict_do_nothing(),
-                         [{"run_pk": pk, "key": k, "value": v} for k, v in params.items()])
-            stored = dict(conn.execute(
-                select(t.params.c.key, t.params.c.value)
-                .where(t.params.c.run_pk == pk, t.params.c.key.in_(list(params)))).all())
+            conn.execute(
+                self._insert(t.params).on_conflict_do_nothing(),
+                [{"run_pk": pk, "key": k, "value": v} for k, v in params.items()],
+            )
+            stored = dict(
+                conn.execute(
+                    select(t.params.c.key, t.params.c.value).where(
+                        t.params.c.run_pk == pk, t.params.c.key.in_(list(params))
+                    )
+                ).all()
+            )
             clashes = {k: (stored[k], v) for k, v in params.items() if stored.get(k) != v}
             if clashes:
-                detail = "; ".join(f"{k!r} is {old!r}, new value {new!r}"
-                                   for k, (old, new) in clashes.items())
+                detail = "; ".join(
+                    f"{k!r} is {old!r}, new value {new!r}" for k, (old, new) in clashes.items()
+                )
                 raise ParamConflict(
                     f"run {run_id} already has different values for params: {detail}. Params "
                     "are immutable; start a new run, or log changing values as metrics or tags"
@@ -143,8 +175,15 @@ class SqlTrackingStore:
                 pk = self._pk(conn, run_id)
                 for m in points:
                     value = None if math.isnan(m.value) else m.value
-                    rows.append({"run_pk": pk, "key": m.key, "value": value, "step": m.step,
-                                 "timestamp_ms": m.timestamp_ms})
+                    rows.append(
+                        {
+                            "run_pk": pk,
+                            "key": m.key,
+                            "value": value,
+                            "step": m.step,
+                            "timestamp_ms": m.timestamp_ms,
+                        }
+                    )
                     best = latest.get((pk, m.key))
                     if best is None or (m.step, m.timestamp_ms) >= (best.step, best.timestamp_ms):
                         latest[(pk, m.key)] = m
@@ -153,54 +192,84 @@ class SqlTrackingStore:
             conn.execute(t.metrics.insert(), rows)
             items = list(latest.items())
             for i in range(0, len(items), _CHUNK):
-                chunk = [{"run_pk": pk, "key": key, "step": m.step,
-                          "timestamp_ms": m.timestamp_ms,
-                          "value": None if math.isnan(m.value) else m.value}
-                         for (pk, key), m in items[i:i + _CHUNK]]
+                chunk = [
+                    {
+                        "run_pk": pk,
+                        "key": key,
+                        "step": m.step,
+                        "timestamp_ms": m.timestamp_ms,
+                        "value": None if math.isnan(m.value) else m.value,
+                    }
+                    for (pk, key), m in items[i : i + _CHUNK]
+                ]
                 stmt = self._insert(t.latest_metrics).values(chunk)
                 lm, ex = t.latest_metrics.c, stmt.excluded
-                conn.execute(stmt.on_conflict_do_update(
-                    index_elements=[lm.run_pk, lm.key],
-                    set_={"value": ex.value, "step": ex.step, "timestamp_ms": ex.timestamp_ms},
-                    where=tuple_(ex.step, ex.timestamp_ms) >= tuple_(lm.step, lm.timestamp_ms),
-                ))
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[lm.run_pk, lm.key],
+                        set_={"value": ex.value, "step": ex.step, "timestamp_ms": ex.timestamp_ms},
+                        where=tuple_(ex.step, ex.timestamp_ms) >= tuple_(lm.step, lm.timestamp_ms),
+                    )
+                )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._upsert(run_id, t.tags, ["key"], [{"key": k, "value": v} for k, v in tags.items()])
 
     def add_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRef]) -> None:
-        self._upsert(run_id, t.run_artifacts, ["name"],
-                     [{"name": a.name, "digest": str(a.digest), "size": a.size}
-                      for a in artifacts])
+        self._upsert(
+            run_id,
+            t.run_artifacts,
+            ["name"],
+            [{"name": a.name, "digest": str(a.digest), "size": a.size} for a in artifacts],
+        )
 
     def add_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None:
-        self._upsert(run_id, t.run_inputs, ["dataset", "version"],
-                     [{"dataset": i.name, "version": i.version, "digest": i.digest}
-                      for i in inputs])
+        self._upsert(
+            run_id,
+            t.run_inputs,
+            ["dataset", "version"],
+            [{"dataset": i.name, "version": i.version, "digest": i.digest} for i in inputs],
+        )
 
-    def _upsert(self, run_id: str, table: Any, keys: list[str], rows: list[dict[str, Any]]
-                ) -> None:
+    def _upsert(self, run_id: str, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
         with self.db.write() as conn:
             pk = self._pk(conn, run_id)
             stmt = self._insert(table).values([{"run_pk": pk, **r} for r in rows])
             updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
-            conn.execute(stmt.on_conflict_do_update(
-                index_elements=[table.c.run_pk, *(table.c[k] for k in keys)], set_=updates))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[table.c.run_pk, *(table.c[k] for k in keys)], set_=updates
+                )
+            )
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         m = t.metrics.c
         with self.db.read() as conn:
             pk = self._pk(conn, run_id)
-            rows = conn.execute(select(m.key, m.value, m.step, m.timestamp_ms)
-                                .where(m.run_pk == pk, m.key == key)
-                                .order_by(m.step, m.timestamp_ms, m.id)).all()
-        return [Metric(r.key, math.nan if r.value is None else float(r.value), int(r.step),
-                       int(r.timestamp_ms)) for r in rows]
+            rows = conn.execute(
+                select(m.key, m.value, m.step, m.timestamp_ms)
+                .where(m.run_pk == pk, m.key == key)
+                .order_by(m.step, m.timestamp_ms, m.id)
+            ).all()
+        return [
+            Metric(
+                r.key,
+                math.nan if r.value is None else float(r.value),
+                int(r.step),
+                int(r.timestamp_ms),
+            )
+            for r in rows
+        ]
 
     # search ------------------------------------------------------------------------------
-    def search_runs(self, experiments: Sequence[str], filter_text: str | None,
-                    order_by: Sequence[str], page_size: int, page_token: str | None
-                    ) -> Page[Run]:
+    def search_runs(
+        self,
+        experiments: Sequence[str],
+        filter_text: str | None,
+        order_by: Sequence[str],
+        page_size: int,
+        page_token: str | None,
+    ) -> Page[Run]:
         expr = parse_filter(filter_text)
         order = parse_order_by(list(order_by))
         fp = query_fingerprint("runs", tuple(experiments), filter_text, tuple(order_by))
@@ -208,8 +277,13 @@ class SqlTrackingStore:
         query = select(t.runs.c.pk).select_from(t.runs)
         with self.db.read() as conn:
             if experiments:
-                found = dict(conn.execute(select(t.experiments.c.name, t.experiments.c.id)
-                                          .where(t.experiments.c.name.in_(experiments))).all())
+                found = dict(
+                    conn.execute(
+                        select(t.experiments.c.name, t.experiments.c.id).where(
+                            t.experiments.c.name.in_(experiments)
+                        )
+                    ).all()
+                )
                 missing = [e for e in experiments if e not in found]
                 if missing:
                     raise NotFound(f"experiments not found: {', '.join(missing)}")
@@ -232,40 +306,54 @@ def _load_runs(conn: Connection, pks: list[int]) -> list[Run]:
     if not pks:
         return []
     r, e = t.runs.c, t.experiments.c
-    rows = conn.execute(select(t.runs, e.name.label("experiment"))
-                        .join(t.experiments, e.id == r.experiment_id)
-                        .where(r.pk.in_(pks))).mappings().all()
+    rows = (
+        conn.execute(
+            select(t.runs, e.name.label("experiment"))
+            .join(t.experiments, e.id == r.experiment_id)
+            .where(r.pk.in_(pks))
+        )
+        .mappings()
+        .all()
+    )
     params: dict[int, dict[str, str]] = {pk: {} for pk in pks}
     tags: dict[int, dict[str, str]] = {pk: {} for pk in pks}
     metrics: dict[int, dict[str, float]] = {pk: {} for pk in pks}
     artifacts: dict[int, list[ArtifactRef]] = {pk: [] for pk in pks}
     inputs: dict[int, list[DatasetRef]] = {pk: [] for pk in pks}
     for target, table in ((params, t.params), (tags, t.tags)):
-        for pk, key, value in conn.execute(select(table.c.run_pk, table.c.key, table.c.value)
-                                           .where(table.c.run_pk.in_(pks))):
+        for pk, key, value in conn.execute(
+            select(table.c.run_pk, table.c.key, table.c.value).where(table.c.run_pk.in_(pks))
+        ):
             target[pk][key] = value
     lm = t.latest_metrics.c
-    for pk, key, value in conn.execute(select(lm.run_pk, lm.key, lm.value)
-                                       .where(lm.run_pk.in_(pks))):
+    for pk, key, value in conn.execute(
+        select(lm.run_pk, lm.key, lm.value).where(lm.run_pk.in_(pks))
+    ):
         metrics[pk][key] = math.nan if value is None else float(value)
     a = t.run_artifacts.c
-    for row in conn.execute(select(t.run_artifacts).where(a.run_pk.in_(pks))
-                            .order_by(a.name)):
-        artifacts[row.run_pk].append(ArtifactRef(row.name, Digest.parse(row.digest),
-                                                 int(row.size)))
+    for row in conn.execute(select(t.run_artifacts).where(a.run_pk.in_(pks)).order_by(a.name)):
+        artifacts[row.run_pk].append(ArtifactRef(row.name, Digest.parse(row.digest), int(row.size)))
     i = t.run_inputs.c
-    for row in conn.execute(select(t.run_inputs).where(i.run_pk.in_(pks))
-                            .order_by(i.dataset, i.version)):
+    for row in conn.execute(
+        select(t.run_inputs).where(i.run_pk.in_(pks)).order_by(i.dataset, i.version)
+    ):
         inputs[row.run_pk].append(DatasetRef(row.dataset, int(row.version), row.digest))
     by_pk = {
         int(row["pk"]): Run(
-            id=row["id"], experiment=row["experiment"], name=row["name"],
-            status=RunStatus(row["status"]), start_ms=int(row["start_ms"]),
+            id=row["id"],
+            experiment=row["experiment"],
+            name=row["name"],
+            status=RunStatus(row["status"]),
+            start_ms=int(row["start_ms"]),
             end_ms=None if row["end_ms"] is None else int(row["end_ms"]),
-            parent_id=row["parent_id"], params=params[row["pk"]],
-            metrics=metrics[row["pk"]], tags=tags[row["pk"]],
-            code=code_from_json(row["code"]), environment=env_from_json(row["environment"]),
-            artifacts=tuple(artifacts[row["pk"]]), inputs=tuple(inputs[row["pk"]]),
+            parent_id=row["parent_id"],
+            params=params[row["pk"]],
+            metrics=metrics[row["pk"]],
+            tags=tags[row["pk"]],
+            code=code_from_json(row["code"]),
+            environment=env_from_json(row["environment"]),
+            artifacts=tuple(artifacts[row["pk"]]),
+            inputs=tuple(inputs[row["pk"]]),
         )
         for row in rows
     }

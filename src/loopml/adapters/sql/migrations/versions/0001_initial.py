@@ -18,8 +18,9 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def _run_fk() -> sa.Column[int]:
-    return sa.Column("run_pk", sa.BigInteger, sa.ForeignKey("runs.pk", ondelete="CASCADE"),
-                     primary_key=True)
+    return sa.Column(
+        "run_pk", sa.BigInteger, sa.ForeignKey("runs.pk", ondelete="CASCADE"), primary_key=True
+    )
 
 
 def upgrade() -> None:
@@ -33,8 +34,7 @@ def upgrade() -> None:
         "runs",
         sa.Column("pk", BigId, primary_key=True, autoincrement=True),
         sa.Column("id", sa.String(32), nullable=False, unique=True),
-        sa.Column("experiment_id", sa.BigInteger, sa.ForeignKey("experiments.id"),
-                  nullable=False),
+        sa.Column("experiment_id", sa.BigInteger, sa.ForeignKey("experiments.id"), nullable=False),
         sa.Column("name", sa.String(256), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("start_ms", sa.BigInteger, nullable=False),
@@ -56,8 +56,9 @@ def upgrade() -> None:
     op.create_table(
         "metrics",
         sa.Column("id", BigId, primary_key=True, autoincrement=True),
-        sa.Column("run_pk", sa.BigInteger, sa.ForeignKey("runs.pk", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "run_pk", sa.BigInteger, sa.ForeignKey("runs.pk", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("key", sa.String(250), nullable=False),
         sa.Column("value", sa.Float),
         sa.Column("step", sa.BigInteger, nullable=False),
@@ -147,7 +148,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for name in ("audit_head", "audit_events", "model_aliases", "model_versions", "models",
-                 "run_inputs", "run_artifacts", "latest_metrics", "metrics", "tags", "params",
-                 "runs", "experiments"):
+    for name in (
+        "audit_head",
+        "audit_events",
+        "model_aliases",
+        "model_versions",
+        "models",
+        "run_inputs",
+        "run_artifacts",
+        "latest_metrics",
+        "metrics",
+        "tags",
+        "params",
+        "runs",
+        "experiments",
+    ):
         op.drop_table(name)
