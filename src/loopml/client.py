@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from loopml.adapters.signature import infer_signature
 from loopml.bootstrap import Loopml, init_workspace, open_workspace
-from loopml.config import find_workspace, load_settings
+from loopml.config import CONFIG_FILE, load_settings
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditEvent, ChainReport
 from loopml.domain.lifecycle import Stage
@@ -348,16 +348,15 @@ def runs_frame(runs: Sequence[Run]) -> Any:
 
 
 def _open(workspace: str | Path | None, flags: Mapping[str, object]) -> Loopml:
-    if workspace is None and find_workspace(Path.cwd()) is None and not _env_workspace():
-        root = Path.cwd()
-        init_workspace(root, **flags)
-        print(f"loopml: created a workspace in {root} (loopml.toml, .loopml/)", file=sys.stderr)
-    settings = load_settings(workspace, flags=flags)
+    settings = load_settings(workspace, flags=flags, require=False)
+    if not (settings.root / CONFIG_FILE).is_file():
+        init_workspace(settings.root, **flags)
+        print(
+            f"loopml: created a workspace in {settings.root} (loopml.toml, .loopml/)",
+            file=sys.stderr,
+        )
+        settings = load_settings(settings.root, flags=flags)
     return open_workspace(settings, create=True)
-
-
-def _env_workspace() -> bool:
-    return bool(load_settings(require=False).sources.get("root", "").startswith("env"))
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Client]) -> None:

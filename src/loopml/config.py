@@ -15,7 +15,7 @@ import getpass
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,3 @@ def _resolve_local(root: Path, value: str) -> str:
             return f"sqlite:///{root / value[len('sqlite:///') :]}"
         return value
     return str(root / value) if not Path(value).is_absolute() else value
-
-
-def settings_names() -> list[str]:
-    return [f.name for f in fields(Settings) if f.name != "sources"]

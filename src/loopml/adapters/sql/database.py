@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from loopml.domain.errors import ConfigError, StorageError
 
@@ -120,11 +119,6 @@ class SqlDatabase:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
-
-
-def single_connection_engine(url: str) -> Engine:
-    """An engine without pooling, for one-off maintenance work such as migrations."""
-    return create_engine(url, poolclass=NullPool)
 
 
 @contextlib.contextmanager

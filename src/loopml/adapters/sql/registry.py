@@ -73,7 +73,8 @@ class SqlRegistryStore:
         self, conn: Connection, name: str, description: str, now_ms: int, actor: str
     ) -> int:
         model_id = conn.execute(
-            t.models.insert().values(
+            t.models.insert()
+            .values(
                 name=name,
                 description=description,
                 created_ms=now_ms,

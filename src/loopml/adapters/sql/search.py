@@ -44,7 +44,9 @@ def _comparison(c: Comparison) -> ColumnElement[bool]:
         value = c.value
         if c.key == "status":
             value = (
-                tuple(str(v).lower() for v in value) if isinstance(value, tuple) else str(value).lower()
+                tuple(str(v).lower() for v in value)
+                if isinstance(value, tuple)
+                else str(value).lower()
             )
         return _apply(column, c.op, value)
     table = _KEY_TABLES[c.kind].alias()

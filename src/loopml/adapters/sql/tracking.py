@@ -93,7 +93,8 @@ class SqlTrackingStore:
             if run.parent_id is not None:
                 self._pk(conn, run.parent_id)
             pk = conn.execute(
-                t.runs.insert().values(
+                t.runs.insert()
+                .values(
                     id=run.id,
                     experiment_id=exp_id,
                     name=run.name,
