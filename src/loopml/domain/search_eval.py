@@ -54,15 +54,15 @@ def sort_runs(runs: Iterable[Run], order: Sequence[OrderKey]) -> list[Run]:
         valued = [
             (value, run)
             for run in result
-            if (value := field_value(run, key.kind, key.key)) is not None
+            if (value := _field_value(run, key.kind, key.key)) is not None
         ]
-        missing = [run for run in result if field_value(run, key.kind, key.key) is None]
+        missing = [run for run in result if _field_value(run, key.kind, key.key) is None]
         valued.sort(key=lambda pair: pair[0], reverse=key.descending)
         result = [run for _, run in valued] + missing
     return result
 
 
-def field_value(run: Run, kind: Kind, key: str) -> Field | None:
+def _field_value(run: Run, kind: Kind, key: str) -> Field | None:
     """What a condition or order key reads from ``run``; None when SQL would see NULL."""
     if kind == "metric":
         metric = run.metrics.get(key)
@@ -87,7 +87,7 @@ def field_value(run: Run, kind: Kind, key: str) -> Field | None:
 
 
 def _holds(c: Comparison, run: Run) -> bool:
-    actual = field_value(run, c.kind, c.key)
+    actual = _field_value(run, c.kind, c.key)
     if actual is None:
         return False
     value = c.value
@@ -112,9 +112,9 @@ def _text(actual: str, op: str, value: Value) -> bool:
     if op == "!=":
         return actual != value
     if op == "like":
-        return like_regex(value).fullmatch(actual) is not None
+        return _like_regex(value).fullmatch(actual) is not None
     if op == "ilike":
-        return like_regex(value.lower()).fullmatch(actual.lower()) is not None
+        return _like_regex(value.lower()).fullmatch(actual.lower()) is not None
     raise InvalidInput(
         f"operator {op!r} does not apply to text; expected one of =, !=, like, ilike, in, not in"
     )
@@ -141,7 +141,7 @@ def _number(actual: float, op: str, value: Value) -> bool:
 
 
 @functools.lru_cache(maxsize=256)
-def like_regex(pattern: str) -> re.Pattern[str]:
+def _like_regex(pattern: str) -> re.Pattern[str]:
     """Compile a SQL LIKE pattern: ``%`` any characters, ``_`` one, ``\\`` escapes."""
     parts: list[str] = []
     chars = iter(pattern)

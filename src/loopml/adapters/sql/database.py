@@ -84,6 +84,8 @@ class SqlDatabase:
                 cur.execute("PRAGMA foreign_keys = ON")
                 cur.execute("PRAGMA case_sensitive_like = ON")
                 cur.close()
+                # SQLite's lower() folds ASCII only; PostgreSQL's folds every letter.
+                dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
 
             @event.listens_for(engine, "begin")
             def _on_begin(conn: Connection) -> None:
@@ -119,6 +121,10 @@ class SqlDatabase:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 @contextlib.contextmanager

@@ -126,6 +126,14 @@ class SqlRegistryStore:
 
     def create_version(self, new: NewModelVersion, actor: str) -> ModelVersion:
         with self.db.write() as conn:
+            if (
+                new.run_id is not None
+                and not conn.execute(select(t.runs.c.pk).where(t.runs.c.id == new.run_id)).first()
+            ):
+                raise NotFound(
+                    f"run {new.run_id!r} does not exist; a model version can only "
+                    "point at a run of this workspace"
+                )
             model_id = self._lock_model(conn, new.model, must_exist=False)
             if model_id is None:
                 model_id = self._insert_model(conn, new.model, "", new.created_ms, actor)

@@ -73,9 +73,11 @@ def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     if op == ">=":
         return column >= value  # type: ignore[no-any-return]
     if op == "like":
-        return column.like(value)  # type: ignore[no-any-return]
+        return column.like(value, escape="\\")  # type: ignore[no-any-return]
     if op == "ilike":
-        matched: ColumnElement[bool] = func.lower(column).like(func.lower(literal(value)))
+        matched: ColumnElement[bool] = func.lower(column).like(
+            func.lower(literal(value)), escape="\\"
+        )
         return matched
     if op == "in":
         return column.in_(list(value))  # type: ignore[no-any-return]

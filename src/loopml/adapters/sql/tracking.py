@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
@@ -27,7 +27,15 @@ from loopml.domain.search import parse_filter, parse_order_by
 from loopml.domain.tracking import DatasetRef, Experiment, Metric, Run, RunStatus
 from loopml.ports import NewRun
 
-_CHUNK = 500  # rows per multi-VALUES statement: well under SQLite's variable limit
+_INSERT_METRICS = "INSERT INTO metrics (run_pk, key, value, step, timestamp_ms)"
+_INSERT_LATEST = "INSERT INTO latest_metrics (run_pk, key, value, step, timestamp_ms)"
+# The newest point of a series wins: highest step, then latest timestamp (same on both
+# dialects: row values and ON CONFLICT ... DO UPDATE ... WHERE).
+_ON_CONFLICT_LATEST = (
+    "ON CONFLICT (run_pk, key) DO UPDATE SET value = excluded.value, step = excluded.step, "
+    "timestamp_ms = excluded.timestamp_ms WHERE (excluded.step, excluded.timestamp_ms) >= "
+    "(latest_metrics.step, latest_metrics.timestamp_ms)"
+)
 
 
 class SqlTrackingStore:
@@ -92,6 +100,8 @@ class SqlTrackingStore:
             ).scalar_one()
             if run.parent_id is not None:
                 self._pk(conn, run.parent_id)
+            if conn.execute(select(t.runs.c.pk).where(t.runs.c.id == run.id)).first():
+                raise AlreadyExists(f"run {run.id!r} already exists; run ids must be unique")
             pk = conn.execute(
                 t.runs.insert()
                 .values(
@@ -145,6 +155,8 @@ class SqlTrackingStore:
 
     # records -----------------------------------------------------------------------------
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        if not params:
+            return
         with self.db.write() as conn:
             pk = self._pk(conn, run_id)
             conn.execute(
@@ -169,49 +181,31 @@ class SqlTrackingStore:
                 )
 
     def log_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
+        # Two prepared statements run with executemany over plain tuples: compiling a
+        # multi-row statement per call, or building a dict per row, costs more than SQLite's
+        # own work at these volumes.
+        mark = "?" if self.db.is_sqlite else "%s"
+        values = ", ".join([mark] * 5)
         with self.db.write() as conn:
-            rows: list[dict[str, Any]] = []
+            rows: list[tuple[int, str, float | None, int, int]] = []
             latest: dict[tuple[int, str], Metric] = {}
             for run_id, points in batches:
                 pk = self._pk(conn, run_id)
                 for m in points:
-                    value = None if math.isnan(m.value) else m.value
-                    rows.append(
-                        {
-                            "run_pk": pk,
-                            "key": m.key,
-                            "value": value,
-                            "step": m.step,
-                            "timestamp_ms": m.timestamp_ms,
-                        }
-                    )
+                    rows.append((pk, m.key, _nan_to_null(m.value), m.step, m.timestamp_ms))
                     best = latest.get((pk, m.key))
                     if best is None or (m.step, m.timestamp_ms) >= (best.step, best.timestamp_ms):
                         latest[(pk, m.key)] = m
             if not rows:
                 return
-            conn.execute(t.metrics.insert(), rows)
-            items = list(latest.items())
-            for i in range(0, len(items), _CHUNK):
-                chunk = [
-                    {
-                        "run_pk": pk,
-                        "key": key,
-                        "step": m.step,
-                        "timestamp_ms": m.timestamp_ms,
-                        "value": None if math.isnan(m.value) else m.value,
-                    }
-                    for (pk, key), m in items[i : i + _CHUNK]
-                ]
-                stmt = self._insert(t.latest_metrics).values(chunk)
-                lm, ex = t.latest_metrics.c, stmt.excluded
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[lm.run_pk, lm.key],
-                        set_={"value": ex.value, "step": ex.step, "timestamp_ms": ex.timestamp_ms},
-                        where=tuple_(ex.step, ex.timestamp_ms) >= tuple_(lm.step, lm.timestamp_ms),
-                    )
-                )
+            conn.exec_driver_sql(f"{_INSERT_METRICS} VALUES ({values})", rows)
+            conn.exec_driver_sql(
+                f"{_INSERT_LATEST} VALUES ({values}) {_ON_CONFLICT_LATEST}",
+                [
+                    (pk, key, _nan_to_null(m.value), m.step, m.timestamp_ms)
+                    for (pk, key), m in latest.items()
+                ],
+            )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._upsert(run_id, t.tags, ["key"], [{"key": k, "value": v} for k, v in tags.items()])
@@ -233,10 +227,13 @@ class SqlTrackingStore:
         )
 
     def _upsert(self, run_id: str, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+        unique = list({tuple(r[k] for k in keys): r for r in rows}.values())  # last one wins
+        if not unique:
+            return
         with self.db.write() as conn:
             pk = self._pk(conn, run_id)
-            stmt = self._insert(table).values([{"run_pk": pk, **r} for r in rows])
-            updates = {c: stmt.excluded[c] for c in rows[0] if c not in keys}
+            stmt = self._insert(table).values([{"run_pk": pk, **r} for r in unique])
+            updates = {c: stmt.excluded[c] for c in unique[0] if c not in keys}
             conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[table.c.run_pk, *(table.c[k] for k in keys)], set_=updates
@@ -296,6 +293,10 @@ class SqlTrackingStore:
             runs = _load_runs(conn, pks[:page_size])
         token = encode_token(offset + page_size, fp) if len(pks) > page_size else None
         return Page(runs, token)
+
+
+def _nan_to_null(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _no_run(run_id: str) -> NotFound:
