@@ -107,7 +107,9 @@ def postgres_db() -> Iterator[SqlDatabase]:
     schema = f"loopml_contract_{uuid.uuid4().hex[:12]}"
     admin.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in POSTGRES_URL else "?"
-    db = SqlDatabase(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+    # synchronous_commit=off: commits skip the WAL flush; durability is moot in a test
+    options = f"-csearch_path%3D{schema}%20-csynchronous_commit%3Doff"
+    db = SqlDatabase(f"{POSTGRES_URL}{sep}options={options}")
     try:
         migrate.initialize(db)
         yield db

@@ -28,8 +28,23 @@ from loopml.domain.errors import (
     UnsafeName,
 )
 
-UNSAFE_NAMES = ["../x", "/etc/passwd", "a/../../b", "a\\b", "x\x00y", "C:/x", "", "a//b", "./a",
-                "..", "a/..", "a/./b", "a/", "\\\\server\\share", "a\nb"]
+UNSAFE_NAMES = [
+    "../x",
+    "/etc/passwd",
+    "a/../../b",
+    "a\\b",
+    "x\x00y",
+    "C:/x",
+    "",
+    "a//b",
+    "./a",
+    "..",
+    "a/..",
+    "a/./b",
+    "a/",
+    "\\\\server\\share",
+    "a\nb",
+]
 
 
 @pytest.fixture
@@ -48,8 +63,14 @@ def run(client: Client) -> Iterator[ActiveRun]:
 
 def _blob_path(client: Client, digest: Digest) -> Path:
     root = client.app.settings.root if client.app.settings else Path()
-    path = root / ".loopml" / "artifacts" / digest.algorithm / digest.hexdigest[:2] / \
-        digest.hexdigest[2:]
+    path = (
+        root
+        / ".loopml"
+        / "artifacts"
+        / digest.algorithm
+        / digest.hexdigest[:2]
+        / digest.hexdigest[2:]
+    )
     assert path.is_file(), f"expected the object {digest} at {path}"
     return path
 
@@ -63,8 +84,9 @@ def _flip_byte(path: Path, offset: int | None = None) -> None:
 
 def _tree(root: Path) -> dict[str, int]:
     """Every path under ``root`` with its size (directories as -1)."""
-    return {str(p.relative_to(root)): (-1 if p.is_dir() else p.stat().st_size)
-            for p in root.rglob("*")}
+    return {
+        str(p.relative_to(root)): (-1 if p.is_dir() else p.stat().st_size) for p in root.rglob("*")
+    }
 
 
 def _model() -> LinearRegression:
@@ -107,8 +129,9 @@ def test_truncated_model_blob_is_refused(client: Client) -> None:
         client.load_model(mv.uri)
 
 
-def test_corrupt_run_artifact_is_refused_naming_the_digest(client: Client, run: ActiveRun,
-                                                           tmp_path: Path) -> None:
+def test_corrupt_run_artifact_is_refused_naming_the_digest(
+    client: Client, run: ActiveRun, tmp_path: Path
+) -> None:
     ref = run.log_artifact(b'{"rmse": 41.2, "mae": 30.1}', name="reports/summary.json")
     assert client.app.blobs.get_bytes(ref.digest) == b'{"rmse": 41.2, "mae": 30.1}'
 
@@ -134,8 +157,9 @@ def test_missing_blob_is_not_found(client: Client) -> None:
 
 # unsafe names ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name", UNSAFE_NAMES, ids=repr)
-def test_unsafe_artifact_names_write_nothing(client: Client, run: ActiveRun, tmp_path: Path,
-                                            name: str) -> None:
+def test_unsafe_artifact_names_write_nothing(
+    client: Client, run: ActiveRun, tmp_path: Path, name: str
+) -> None:
     source = tmp_path / "payload.bin"
     source.write_bytes(b"x")
     passwd = Path("/etc/passwd")
@@ -154,8 +178,10 @@ def test_unsafe_artifact_names_write_nothing(client: Client, run: ActiveRun, tmp
     assert not (tmp_path / "b").exists()
     if passwd_before is not None:
         after = passwd.stat()
-        assert (after.st_size, after.st_mtime_ns) == (passwd_before.st_size,
-                                                      passwd_before.st_mtime_ns)
+        assert (after.st_size, after.st_mtime_ns) == (
+            passwd_before.st_size,
+            passwd_before.st_mtime_ns,
+        )
 
 
 def test_safe_nested_names_are_accepted(run: ActiveRun) -> None:
@@ -163,26 +189,47 @@ def test_safe_nested_names_are_accepted(run: ActiveRun) -> None:
     for name in ("a", "plots/residuals.png", "model/v1.2/model.skops", "a_b-c=d@e,f+g"):
         run.log_artifact(b"x", name=name)
     assert sorted(a.name for a in run.info().artifacts) == sorted(
-        ["a", "plots/residuals.png", "model/v1.2/model.skops", "a_b-c=d@e,f+g"])
+        ["a", "plots/residuals.png", "model/v1.2/model.skops", "a_b-c=d@e,f+g"]
+    )
 
 
-@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\..\\b",
-                                  "./model.skops"])
+@pytest.mark.parametrize(
+    "path", ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\..\\b", "./model.skops"]
+)
 def test_register_from_run_refuses_traversal(client: Client, run: ActiveRun, path: str) -> None:
     run.log_artifact(b"x", name="model/model.skops")
     with pytest.raises(InvalidInput) as info:
-        client.app.registry.register_from_run(f"runs:/{run.id}/{path}", "bike-demand",
-                                              "sklearn", "tester")
+        client.app.registry.register_from_run(
+            f"runs:/{run.id}/{path}", "bike-demand", "sklearn", "tester"
+        )
     assert isinstance(info.value, UnsafeName), info.value
     with pytest.raises(NotFound):
         client.get_model("bike-demand")
 
 
 def test_register_from_run_refuses_malformed_sources(client: Client, run: ActiveRun) -> None:
-    for source in (f"runs:/{run.id}", f"runs:/{run.id[:-1]}/model", "file:///etc/passwd",
-                   f"runs:/../{run.id}/model"):
+    for source in (
+        f"runs:/{run.id}",
+        f"runs:/{run.id[:-1]}/model",
+        "file:///etc/passwd",
+        f"runs:/../{run.id}/model",
+    ):
         with pytest.raises(InvalidInput):
             client.app.registry.register_from_run(source, "bike-demand", "sklearn", "tester")
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", "x\x00", "C:evil", " evil", "a\\b"])
+def test_unsafe_model_experiment_and_alias_names_are_refused(client: Client, name: str) -> None:
+    with pytest.raises(InvalidInput):
+        client.register_model(_model(), name)
+    with pytest.raises(InvalidInput):
+        client.start_run(name)
+    mv = client.register_model(_model(), "bike-demand")
+    with pytest.raises(InvalidInput):
+        client.set_alias("bike-demand", name, mv.version)
+    with pytest.raises(InvalidInput):
+        client.load_model(f"models:/{name}/1")
+    assert [m.name for m in client.list_models().items] == ["bike-demand"]
 
 
 # hostile pickles ------------------------------------------------------------------------
@@ -203,16 +250,18 @@ def _payload(marker: Path) -> bytes:
 def test_the_payload_is_live(tmp_path: Path) -> None:
     """Control: the payload really runs code when unpickled, so the tests below can fail."""
     marker = tmp_path / "control-marker"
-    pickle.loads(_payload(marker))  # noqa: S301 - the point of the control
+    pickle.loads(_payload(marker))  # running the payload is the point of this control
     assert marker.exists()
 
 
-def test_pickle_disguised_as_skops_is_refused_unexecuted(client: Client, run: ActiveRun,
-                                                         tmp_path: Path) -> None:
+def test_pickle_disguised_as_skops_is_refused_unexecuted(
+    client: Client, run: ActiveRun, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     run.log_artifact(_payload(marker), name="model/model.skops")
-    mv = client.app.registry.register_from_run(f"runs:/{run.id}/model/model.skops", "evil",
-                                               "sklearn", "tester")
+    mv = client.app.registry.register_from_run(
+        f"runs:/{run.id}/model/model.skops", "evil", "sklearn", "tester"
+    )
     assert mv.flavor == "sklearn"
 
     with pytest.raises(InvalidInput, match="not a skops archive"):
@@ -223,8 +272,9 @@ def test_pickle_disguised_as_skops_is_refused_unexecuted(client: Client, run: Ac
     assert not marker.exists()
 
 
-def test_pickle_as_python_function_needs_trust_to_register(client: Client, run: ActiveRun,
-                                                           tmp_path: Path) -> None:
+def test_pickle_as_python_function_needs_trust_to_register(
+    client: Client, run: ActiveRun, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     run.log_artifact(_payload(marker), name="model/model.cloudpickle")
     source = f"runs:/{run.id}/model/model.cloudpickle"
@@ -236,19 +286,24 @@ def test_pickle_as_python_function_needs_trust_to_register(client: Client, run: 
     assert not marker.exists()
 
     # Registered with trust, it still does not load without trust, and nothing runs.
-    mv = client.app.registry.register_from_run(source, "evil", "python_function", "tester",
-                                               trusted=True)
+    mv = client.app.registry.register_from_run(
+        source, "evil", "python_function", "tester", trusted=True
+    )
     with pytest.raises(PermissionDenied):
         client.load_model(mv.uri)
     assert not marker.exists()
 
 
-def test_register_model_refuses_python_function_without_trust(client: Client,
-                                                              tmp_path: Path) -> None:
+def test_register_model_refuses_python_function_without_trust(
+    client: Client, tmp_path: Path
+) -> None:
     marker = tmp_path / "pwned"
     with pytest.raises(PermissionDenied):
         client.register_model(_Detonator(marker), "evil", flavor="python_function")
     assert not marker.exists()
-    stored = [p for p in (tmp_path / "ws" / ".loopml").rglob("*") if "artifacts" in p.parts
-              and p.is_file()]
+    stored = [
+        p
+        for p in (tmp_path / "ws" / ".loopml").rglob("*")
+        if "artifacts" in p.parts and p.is_file()
+    ]
     assert stored == []

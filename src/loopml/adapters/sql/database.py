@@ -123,7 +123,7 @@ class SqlDatabase:
             self._engine = None
 
 
-def _lower(value: object) -> object:
+def _lower(value: str | bytes | int | float | None) -> str | bytes | int | float | None:
     return value.lower() if isinstance(value, str) else value
 
 
