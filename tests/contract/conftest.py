@@ -10,9 +10,6 @@ the three stores sharing one fresh, empty database:
   at the end; every table is truncated before each test. Skipped, naming the URL, when
   psycopg is missing or the server does not answer. ``LOOPML_TEST_POSTGRES_URL`` points
   the suite at another server.
-
-A test that exposes a known defect of some backends calls ``known_bug(...)``, which marks
-it as a strict xfail on those backends only.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -174,14 +171,3 @@ def registry(stores: Stores) -> RegistryStore:
 @pytest.fixture
 def audit(stores: Stores) -> AuditLog:
     return stores.audit
-
-
-@pytest.fixture
-def known_bug(request: pytest.FixtureRequest, stores: Stores) -> Callable[..., None]:
-    """``known_bug("sqlite", "postgresql", reason=...)``: strict xfail on those backends."""
-
-    def mark(*backends: str, reason: str) -> None:
-        if stores.backend in backends:
-            request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
-
-    return mark

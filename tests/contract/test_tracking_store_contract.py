@@ -166,15 +166,7 @@ def test_create_run_keeps_an_existing_experiment(tracking: TrackingStore) -> Non
     assert tracking.get_experiment("bikes") == existing
 
 
-def test_create_run_with_a_taken_id_raises_already_exists(
-    tracking: TrackingStore, known_bug: Callable[..., None]
-) -> None:
-    known_bug(
-        "sqlite",
-        "postgresql",
-        reason="SqlTrackingStore.create_run lets the "
-        "unique-constraint IntegrityError of runs.id escape instead of AlreadyExists",
-    )
+def test_create_run_with_a_taken_id_raises_already_exists(tracking: TrackingStore) -> None:
     run_id = start(tracking, name="original")
     with pytest.raises(AlreadyExists, match=run_id):
         start(tracking, run_id=run_id, name="impostor")
@@ -244,15 +236,7 @@ def test_params_of_runs_are_independent(tracking: TrackingStore) -> None:
     assert tracking.get_run(b).params == {"lr": "0.2"}
 
 
-def test_empty_record_batches_are_no_ops(
-    tracking: TrackingStore, known_bug: Callable[..., None]
-) -> None:
-    known_bug(
-        "sqlite",
-        "postgresql",
-        reason="SqlTrackingStore.log_params/_upsert build "
-        "statements from an empty row list: StorageError, IntegrityError or IndexError",
-    )
+def test_empty_record_batches_are_no_ops(tracking: TrackingStore) -> None:
     run_id = start(tracking)
     tracking.log_params(run_id, {})
     tracking.set_tags(run_id, {})
@@ -416,14 +400,7 @@ def test_inputs_are_listed_by_name_and_version(tracking: TrackingStore) -> None:
     )
 
 
-def test_repeated_names_in_one_call_last_one_wins(
-    tracking: TrackingStore, known_bug: Callable[..., None]
-) -> None:
-    known_bug(
-        "postgresql",
-        reason="SqlTrackingStore._upsert sends duplicate keys in one "
-        "INSERT .. ON CONFLICT DO UPDATE; PostgreSQL refuses it (CardinalityViolation)",
-    )
+def test_repeated_names_in_one_call_last_one_wins(tracking: TrackingStore) -> None:
     run_id = start(tracking)
     first, last = ArtifactRef("a", digest(b"1"), 1), ArtifactRef("a", digest(b"2"), 2)
     tracking.add_artifacts(run_id, [first, last])
@@ -563,14 +540,7 @@ def test_search_filters(corpus: TrackingStore) -> None:
     assert wrong == []
 
 
-def test_search_like_backslash_escapes_a_wildcard(
-    corpus: TrackingStore, known_bug: Callable[..., None]
-) -> None:
-    known_bug(
-        "sqlite",
-        reason="search.py _apply: LIKE has no ESCAPE clause, so a backslash "
-        "escapes on PostgreSQL but is a literal character on SQLite",
-    )
+def test_search_like_backslash_escapes_a_wildcard(corpus: TrackingStore) -> None:
     corpus.set_tags(IDS["a"], {"pct": "50%"})
     corpus.set_tags(IDS["b"], {"pct": "50x"})
     # the filter string '50\\%' reaches LIKE as 50\% after the parser's own unescaping
@@ -578,14 +548,7 @@ def test_search_like_backslash_escapes_a_wildcard(
     assert names_of(found.items) == ["a"]
 
 
-def test_search_ilike_folds_non_ascii_case(
-    corpus: TrackingStore, known_bug: Callable[..., None]
-) -> None:
-    known_bug(
-        "sqlite",
-        reason="search.py _apply: ilike uses SQL lower(), which SQLite "
-        "applies to ASCII letters only",
-    )
+def test_search_ilike_folds_non_ascii_case(corpus: TrackingStore) -> None:
     corpus.set_tags(IDS["a"], {"city": "ÅLESUND"})
     found = corpus.search_runs([], "tags.city ilike 'ålesund'", [], 100, None)
     assert names_of(found.items) == ["a"]

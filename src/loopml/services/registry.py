@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loopml.domain.artifacts import ArtifactRef
-from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import (
     IntegrityError,
     InvalidInput,
@@ -26,6 +25,7 @@ from loopml.domain.lifecycle import Stage, check_transition
 from loopml.domain.names import validate_artifact_name, validate_identifier
 from loopml.domain.paging import Page, check_page_size
 from loopml.domain.registry import Model, ModelUri, ModelVersion, Signature
+from loopml.domain.registry_events import alias_deleted, alias_set, stage_changed
 from loopml.domain.tracking import DatasetRef
 from loopml.ports import (
     BlobStore,
@@ -276,16 +276,7 @@ class RegistryService:
                 )
             changes += [StageChange(v.version, Stage.PRODUCTION, Stage.ARCHIVED) for v in current]
         audits = [
-            AuditRecord(
-                "model_version.stage",
-                "model_version",
-                f"models:/{name}/{c.version}",
-                actor,
-                {"stage": c.expected.value},
-                {"stage": c.target.value},
-                reason,
-            )
-            for c in changes
+            stage_changed(name, c.version, c.expected, c.target, actor, reason) for c in changes
         ]
         self.store.set_stages(name, changes, exclusive, audits)
         return self.store.get_version(name, version)
@@ -301,33 +292,12 @@ class RegistryService:
             raise InvalidInput(f"alias {alias!r} must point at a version number, got {version!r}")
         self.store.get_version(name, version)
         before = self.store.get_model(name).aliases.get(alias)
-        self.store.set_alias(
-            name,
-            alias,
-            version,
-            AuditRecord(
-                "alias.set",
-                "alias",
-                f"models:/{name}@{alias}",
-                actor,
-                {"version": before} if before is not None else None,
-                {"version": version},
-            ),
-        )
+        self.store.set_alias(name, alias, version, alias_set(name, alias, before, version, actor))
 
     def delete_alias(self, name: str, alias: str, actor: str) -> None:
         model = self.store.get_model(name)
         if alias not in model.aliases:
             raise NotFound(f"model {name!r} has no alias {alias!r}")
         self.store.delete_alias(
-            name,
-            alias,
-            AuditRecord(
-                "alias.delete",
-                "alias",
-                f"models:/{name}@{alias}",
-                actor,
-                {"version": model.aliases[alias]},
-                None,
-            ),
+            name, alias, alias_deleted(name, alias, model.aliases[alias], actor)
         )

@@ -23,6 +23,7 @@ from loopml.domain.errors import AlreadyExists, ConcurrentModification, NotFound
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page, decode_token, encode_token, query_fingerprint
 from loopml.domain.registry import Model, ModelVersion
+from loopml.domain.registry_events import model_created, version_created
 from loopml.domain.search import parse_filter, parse_order_by
 from loopml.domain.search_eval import matches, sort_runs
 from loopml.domain.tracking import DatasetRef, Experiment, Metric, Run, RunStatus
@@ -287,10 +288,7 @@ class MemoryRegistryStore:
 
     def _add_model(self, name: str, description: str, now_ms: int, actor: str) -> _ModelState:
         state = self.db.models[name] = _ModelState(name, now_ms, description)
-        # the same record as loopml.adapters.sql.registry.model_created
-        after = {"name": name, "description": description}
-        record = AuditRecord("model.create", "model", f"models:/{name}", actor, None, after)
-        self.db.append_event(record, now_ms)
+        self.db.append_event(model_created(name, description, actor), now_ms)
         return state
 
     def find_model(self, name: str) -> Model | None:
@@ -333,17 +331,7 @@ class MemoryRegistryStore:
                 flavor_info=dict(new.flavor_info),
             )
             state.versions[mv.version] = mv
-            # the same record as loopml.adapters.sql.registry.version_created
-            after = {
-                "flavor": mv.flavor,
-                "artifact": str(mv.artifact.digest),
-                "stage": mv.stage.value,
-                "run_id": mv.run_id,
-            }
-            record = AuditRecord(
-                "model_version.create", "model_version", mv.uri, actor, None, after
-            )
-            self.db.append_event(record, new.created_ms)
+            self.db.append_event(version_created(mv, actor), new.created_ms)
             return state.version_view(mv)
 
     def get_version(self, name: str, version: int) -> ModelVersion:

@@ -24,34 +24,8 @@ from loopml.domain.errors import AlreadyExists, ConcurrentModification, NotFound
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page, decode_token, encode_token, query_fingerprint
 from loopml.domain.registry import Model, ModelVersion
+from loopml.domain.registry_events import model_created, version_created
 from loopml.ports import Clock, NewModelVersion, StageChange
-
-
-def model_created(name: str, description: str, actor: str) -> AuditRecord:
-    return AuditRecord(
-        "model.create",
-        "model",
-        f"models:/{name}",
-        actor,
-        None,
-        {"name": name, "description": description},
-    )
-
-
-def version_created(mv: ModelVersion, actor: str) -> AuditRecord:
-    return AuditRecord(
-        "model_version.create",
-        "model_version",
-        mv.uri,
-        actor,
-        None,
-        {
-            "flavor": mv.flavor,
-            "artifact": str(mv.artifact.digest),
-            "stage": mv.stage.value,
-            "run_id": mv.run_id,
-        },
-    )
 
 
 class SqlRegistryStore:
