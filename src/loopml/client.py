@@ -120,7 +120,7 @@ class Client:
                 raise TypeError("log_artifact(bytes) needs name=, e.g. name='report.json'")
             return self.app.tracking.log_artifact(run_id, name, source)
         path = Path(source)
-        return self.app.tracking.log_artifact(run_id, name or path.name, path)
+        return self.app.tracking.log_artifact(run_id, path.name if name is None else name, path)
 
     def log_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None:
         self.app.tracking.log_inputs(run_id, inputs)

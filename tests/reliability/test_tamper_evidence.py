@@ -182,16 +182,6 @@ def test_every_sealed_column_is_covered_by_the_hash(tmp_path: Path, column: str)
     assert report.first_bad_seq == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason=(
-        "loopml bug: an audit row whose before/after is not JSON (or whose time_ms is not a "
-        "number) makes verify raise json.JSONDecodeError/ValueError from "
-        "adapters/sql/mapping.py event_from_row (via SqlAuditLog.iter_events) instead of "
-        "reporting that event; `loopml audit verify` then exits 1 with a traceback, not 6"
-    ),
-)
 @pytest.mark.parametrize(("column", "value"), [("after", "{not json"), ("time_ms", "yesterday")])
 def test_undecodable_event_is_reported_not_raised(tmp_path: Path, column: str, value: str) -> None:
     root = _scenario_workspace(tmp_path / "ws")

@@ -18,6 +18,9 @@ _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./:@ -]*$")
 MAX_NAME = 128
 MAX_KEY = 250
 MAX_ARTIFACT_NAME = 1024
+# Keys already found valid: a training loop logs the same few keys millions of times.
+_VALID_KEYS: set[str] = set()
+_MAX_REMEMBERED_KEYS = 100_000
 
 
 def validate_artifact_name(name: object) -> str:
@@ -79,6 +82,8 @@ def validate_identifier(kind: str, value: object) -> str:
 
 def validate_key(kind: str, value: object) -> str:
     """Validate a param, metric or tag key: letters, digits and ``_./:@ -``, at most 250."""
+    if isinstance(value, str) and value in _VALID_KEYS:  # the hot path of log_metric
+        return value
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{kind} key must be a non-empty string, got {value!r}")
     if len(value) > MAX_KEY or not _KEY.match(value):
@@ -86,4 +91,6 @@ def validate_key(kind: str, value: object) -> str:
             f"{kind} key {value!r} is not valid: expected 1 to {MAX_KEY} characters of letters, "
             "digits and '_./:@ -', starting with a letter, digit or '_' (e.g. 'val/rmse')"
         )
+    if len(_VALID_KEYS) < _MAX_REMEMBERED_KEYS:
+        _VALID_KEYS.add(value)
     return value

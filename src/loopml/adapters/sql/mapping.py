@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ def code_to_json(code: CodeVersion | None) -> str | None:
     )
 
 
+@functools.lru_cache(maxsize=256)  # runs of one process share the same text
 def code_from_json(text: str | None) -> CodeVersion | None:
     data = load(text)
     if data is None:
@@ -54,6 +56,7 @@ def env_to_json(env: EnvironmentInfo | None) -> str | None:
     return dump({"python": env.python, "platform": env.platform, "packages": dict(env.packages)})
 
 
+@functools.lru_cache(maxsize=256)
 def env_from_json(text: str | None) -> EnvironmentInfo | None:
     data = load(text)
     if data is None:
@@ -98,16 +101,32 @@ def version_from_row(row: Mapping[Any, Any], model: str, aliases: Sequence[str])
 
 
 def event_from_row(row: Mapping[Any, Any]) -> AuditEvent:
+    """Map a stored event leniently: a value edited into something unreadable is kept as
+    it is, so the hash check reports that event instead of the reader crashing."""
     return AuditEvent(
         seq=int(row["seq"]),
-        time_ms=int(row["time_ms"]),
+        time_ms=_lenient_int(row["time_ms"]),
         actor=row["actor"],
         action=row["action"],
         object_type=row["object_type"],
         object_id=row["object_id"],
-        before=load(row["before"]),
-        after=load(row["after"]),
+        before=_lenient_json(row["before"]),
+        after=_lenient_json(row["after"]),
         reason=row["reason"],
         prev_hash=row["prev_hash"],
         hash=row["hash"],
     )
+
+
+def _lenient_json(text: str | None) -> Any:
+    try:
+        return load(text)
+    except ValueError:
+        return {"unreadable": text}
+
+
+def _lenient_int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    except (TypeError, ValueError):
+        return -1
