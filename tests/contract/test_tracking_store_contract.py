@@ -711,3 +711,25 @@ def test_search_order_matches_the_reference(
         ids.append(run_id)
     found = tracking.search_runs([experiment], None, order, 100, None)
     assert [r.id for r in found] == [ids[i] for i in _reference_order(rows, order)]
+
+
+EXACT_VALUES = [
+    1260782415249408.0,
+    0.1 + 0.2,
+    5e-324,
+    1.7976931348623157e308,
+    -1.1585956218253113e167,
+    math.inf,
+    -math.inf,
+]
+
+
+def test_metric_values_survive_search_bit_for_bit(tracking: TrackingStore) -> None:
+    run_id = uuid.uuid4().hex
+    tracking.create_run(NewRun(id=run_id, experiment="exact", name="r", start_ms=1))
+    points = [Metric(f"m{i}", v, 0, 1) for i, v in enumerate(EXACT_VALUES)]
+    tracking.log_metrics([(run_id, [*points, Metric("nan", math.nan, 0, 1)])])
+    (found,) = tracking.search_runs(["exact"], None, [], 10, None).items
+    for run in (found, tracking.get_run(run_id)):
+        assert [run.metrics[f"m{i}"] for i in range(len(EXACT_VALUES))] == EXACT_VALUES
+        assert math.isnan(run.metrics["nan"])
