@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from loopml.cli.context import err, fmt_ms, handled, out, print_json, state
+from loopml.cli.context import err, fmt_ms, handled, new_table, out, print_json, state
 from loopml.domain.audit import canonical_json
 
 app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
@@ -46,7 +45,7 @@ def log(
             ]
         )
         return
-    table = Table("#", "time", "actor", "action", "object", "change", box=None)
+    table = new_table("#", "time", "actor", "action", "object", "change")
     for e in page:
         change = (
             f"{canonical_json(e.before) if e.before else '∅'} → "

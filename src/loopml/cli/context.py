@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from loopml.domain import errors
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from loopml.client import Client
 
 EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
@@ -33,8 +35,31 @@ EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
     (errors.PermissionDenied, 9),
 )
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _LazyConsole:
+    """A rich Console made on first use: `loopml --help` never pays for importing rich."""
+
+    def __init__(self, *, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        return getattr(self._console, name)
+
+
+out: Any = _LazyConsole(stderr=False)
+err: Any = _LazyConsole(stderr=True)
+
+
+def new_table(*columns: str) -> Table:
+    """A borderless rich table (imported on first use)."""
+    from rich.table import Table
+
+    return Table(*columns, box=None)
 
 
 def exit_code(exc: errors.LoopmlError) -> int:

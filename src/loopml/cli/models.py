@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from loopml.cli.context import fmt_ms, fmt_value, handled, out, print_json, state
+from loopml.cli.context import fmt_ms, fmt_value, handled, new_table, out, print_json, state
 
 app = typer.Typer(help="The model registry: versions, stages and aliases.", no_args_is_help=True)
 
@@ -32,7 +31,7 @@ def list_models(
             ]
         )
         return
-    table = Table("model", "latest", "aliases", "created", box=None)
+    table = new_table("model", "latest", "aliases", "created")
     for m in page:
         aliases = ", ".join(f"{a}→v{v}" for a, v in sorted(m.aliases.items()))
         table.add_row(m.name, f"v{m.latest_version}", aliases or "-", fmt_ms(m.created_ms))
@@ -67,7 +66,7 @@ def show(
             ]
         )
         return
-    table = Table("version", "stage", "aliases", "flavor", "metrics", "run", "created", box=None)
+    table = new_table("version", "stage", "aliases", "flavor", "metrics", "run", "created")
     for v in versions:
         metrics = ", ".join(f"{k}={fmt_value(x)}" for k, x in sorted(v.metrics.items())[:3])
         table.add_row(

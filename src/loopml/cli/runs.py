@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from loopml.cli.context import fmt_ms, fmt_value, handled, out, print_json, state
+from loopml.cli.context import fmt_ms, fmt_value, handled, new_table, out, print_json, state
 
 if TYPE_CHECKING:
     from loopml.domain.tracking import Run
@@ -85,7 +84,7 @@ def list_runs(
         print_json({"runs": [run_dict(r) for r in runs], "next_page_token": runs.next_page_token})
         return
     metric_keys = sorted({k for r in runs for k in r.metrics})[:6]
-    table = Table("run id", "experiment", "name", "status", "started", *metric_keys, box=None)
+    table = new_table("run id", "experiment", "name", "status", "started", *metric_keys)
     for r in runs:
         table.add_row(
             r.id[:12],
@@ -137,7 +136,7 @@ def show(
         values = data[title]
         assert isinstance(values, dict)
         if values:
-            table = Table(title, "value", box=None)
+            table = new_table(title, "value")
             for key in sorted(values):
                 table.add_row(key, fmt_value(values[key]))
             out.print(table)
@@ -168,7 +167,7 @@ def compare(
             }
         )
         return
-    table = Table("", "key", *(r.name for r in runs), box=None)
+    table = new_table("", "key", *(r.name for r in runs))
     for key, values, differs in rows:
         style = "bold yellow" if differs else None
         table.add_row("≠" if differs else "", key, *values, style=style)
@@ -180,7 +179,7 @@ def list_experiments(ctx: typer.Context) -> None:
     """List experiments by name."""
     with handled():
         page = state(ctx).client().app.tracking.list_experiments(1000)
-    table = Table("name", "created", box=None)
+    table = new_table("name", "created")
     for e in page:
         table.add_row(e.name, fmt_ms(e.created_ms))
     out.print(table)

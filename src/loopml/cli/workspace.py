@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from loopml.cli.context import handled, out, print_json, state
+from loopml.cli.context import handled, new_table, out, print_json, state
 
 config_app = typer.Typer(
     help="Show the settings in force and where each came from.", no_args_is_help=True
@@ -53,7 +52,7 @@ def config_show(
     if as_json:
         print_json({name: {"value": value, "source": source} for name, value, source in rows})
         return
-    table = Table("setting", "value", "source", box=None)
+    table = new_table("setting", "value", "source")
     for name, value, source in rows:
         table.add_row(name, str(value), source)
     out.print(table)
