@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from loopml.bootstrap import init_workspace
 from loopml.cli.main import app as cli_app
 from loopml.client import Client
-from loopml.domain.audit import chain_hash
+from loopml.domain.audit import AuditEvent, event_hash
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,17 +114,20 @@ def test_edit_restoring_the_hash_still_breaks_the_link(tmp_path: Path) -> None:
             " reason FROM audit_events WHERE seq = 3"
         ).fetchone()
         prev, seq, time_ms, actor, action, otype, oid, _before, reason = row
-        forged = chain_hash(
-            prev,
-            seq,
-            time_ms,
-            actor,
-            action,
-            otype,
-            oid,
-            {"stage": "candidate"},
-            {"stage": "production"},
-            reason,
+        forged = event_hash(
+            AuditEvent(
+                seq,
+                time_ms,
+                actor,
+                action,
+                otype,
+                oid,
+                {"stage": "candidate"},
+                {"stage": "production"},
+                reason,
+                prev,
+                hash="",
+            )
         )
         conn.execute(
             "UPDATE audit_events SET after = ?, hash = ? WHERE seq = 3",

@@ -10,6 +10,7 @@ printed by ``loopml audit verify`` somewhere else when that matters.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -51,53 +52,41 @@ def canonical_json(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def chain_hash(
-    prev_hash: str,
-    seq: int,
-    time_ms: int,
-    actor: str,
-    action: str,
-    object_type: str,
-    object_id: str,
-    before: Mapping[str, object] | None,
-    after: Mapping[str, object] | None,
-    reason: str | None,
-) -> str:
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 over every field of ``event`` but its own hash, previous hash included."""
     payload = canonical_json(
-        [prev_hash, seq, time_ms, actor, action, object_type, object_id, before, after, reason]
+        [
+            event.prev_hash,
+            event.seq,
+            event.time_ms,
+            event.actor,
+            event.action,
+            event.object_type,
+            event.object_id,
+            event.before,
+            event.after,
+            event.reason,
+        ]
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def seal(record: AuditRecord, seq: int, time_ms: int, prev_hash: str) -> AuditEvent:
     """Turn a record into the next event of a chain whose last hash is ``prev_hash``."""
-    before = dict(record.before) if record.before is not None else None
-    after = dict(record.after) if record.after is not None else None
-    digest = chain_hash(
-        prev_hash,
+    unsealed = AuditEvent(
         seq,
         time_ms,
         record.actor,
         record.action,
         record.object_type,
         record.object_id,
-        before,
-        after,
-        record.reason,
-    )
-    return AuditEvent(
-        seq,
-        time_ms,
-        record.actor,
-        record.action,
-        record.object_type,
-        record.object_id,
-        before,
-        after,
+        dict(record.before) if record.before is not None else None,
+        dict(record.after) if record.after is not None else None,
         record.reason,
         prev_hash,
-        digest,
+        hash="",
     )
+    return dataclasses.replace(unsealed, hash=event_hash(unsealed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,18 +124,7 @@ def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None) -> 
                 f"event {event.seq} does not link to event {event.seq - 1}: "
                 "an earlier event was edited or deleted",
             )
-        recomputed = chain_hash(
-            prev_hash,
-            event.seq,
-            event.time_ms,
-            event.actor,
-            event.action,
-            event.object_type,
-            event.object_id,
-            event.before,
-            event.after,
-            event.reason,
-        )
+        recomputed = event_hash(event)
         if recomputed != event.hash:
             return ChainReport(
                 False,
