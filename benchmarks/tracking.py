@@ -1,12 +1,14 @@
-"""Tracking benchmark: loopml and MLflow side by side, in one process, on one machine.
+"""Tracking benchmark: loopml and MLflow side by side, in one run, on one machine.
 
 Run ``python benchmarks/tracking.py`` (full) or ``python benchmarks/tracking.py --quick``.
-Each tool gets a fresh temporary folder: loopml a new workspace (SQLite in WAL mode with
-``synchronous=FULL``), MLflow its SQLite backend through ``MlflowClient``. Every figure is
-what a user's code gets: no warm caches other than one warm-up call where stated, garbage
-collection on, and loopml's buffered metrics timed up to the ``flush()`` that commits them.
+Each tool is measured in its own fresh Python process (so neither pays for the other's
+imports, heap or threads) and gets a fresh temporary folder: loopml a new workspace
+(SQLite in WAL mode with ``synchronous=FULL``), MLflow its SQLite backend through
+``MlflowClient``. Every figure is what a user's code gets: no warm caches other than one
+warm-up call where stated, garbage collection on, and loopml's buffered metrics timed up
+to the ``flush()`` that commits them.
 
-A readable table goes to stdout as the sections finish, setup progress to stderr, and the
+A readable table goes to stdout once both tools are measured, setup progress to stderr, and the
 last line of stdout is one JSON object (also written to ``--out FILE``). What each figure
 means, and the machine caveat, are in ``benchmarks/README.md``.
 """
@@ -422,24 +424,94 @@ def console_script(name: str) -> str:
 
 
 # main ----------------------------------------------------------------------------------
+def measure_loopml(sizes: Sizes, tmp: Path) -> dict[str, float]:
+    """Every loopml figure but start-up; runs in its own process (see ``run``)."""
+    figures: dict[str, float] = {}
+    say("loopml: opening a fresh workspace")
+    side = LoopmlSide(tmp / "loopml")
+    try:
+        say("loopml: single log_metric calls")
+        figures["log_metric_per_s"] = side.log_metric(sizes.log_metric_loopml)
+        say("loopml: batches of 1,000 values")
+        figures["log_batch_values_per_s"] = side.log_batch(
+            batch_values(sizes.batch_calls_loopml, seed=1)
+        )
+        figures["log_batch_group_commit_values_per_s"] = side.log_batch(
+            batch_values(sizes.batch_calls_loopml, seed=2), flush_each=False
+        )
+        runs = make_runs(sizes.search_runs, seed=2)
+        start = time.perf_counter()
+        side.seed_search(runs)
+        say(f"setup: {len(runs):,} loopml runs via the SDK in {time.perf_counter() - start:.1f} s")
+        figures["search_1k_median_ms"] = side.search(_matching(runs), sizes.search_repeats)
+    finally:
+        side.close()
+    runs = make_runs(sizes.page_runs, seed=3)
+    start = time.perf_counter()
+    page_client = seed_page_workspace(tmp / "loopml-page", runs)
+    say(f"setup: {len(runs):,} loopml runs in bulk in {time.perf_counter() - start:.1f} s")
+    try:
+        figures["search_100k_first_page_ms"] = page_first(page_client, runs, sizes.page_repeats)
+    finally:
+        page_client.close()
+    return figures
+
+
+def measure_mlflow(sizes: Sizes, tmp: Path) -> dict[str, float]:
+    """Every MLflow figure but start-up; runs in its own process (see ``run``)."""
+    quiet_mlflow()
+    figures: dict[str, float] = {}
+    say("MLflow: opening a fresh SQLite tracking database")
+    side = MlflowSide(tmp / "mlflow")
+    say("MLflow: single log_metric calls")
+    figures["log_metric_per_s"] = side.log_metric(sizes.log_metric_mlflow)
+    say("MLflow: batches of 1,000 values")
+    figures["log_batch_values_per_s"] = side.log_batch(
+        batch_values(sizes.batch_calls_mlflow, seed=1)
+    )
+    runs = make_runs(sizes.search_runs, seed=2)
+    start = time.perf_counter()
+    experiment_id = side.seed_search(runs)
+    say(f"setup: {len(runs):,} MLflow runs via log_batch in {time.perf_counter() - start:.1f} s")
+    figures["search_1k_median_ms"] = side.search(
+        experiment_id, _matching(runs), sizes.search_repeats
+    )
+    return figures
+
+
+def _matching(runs: Sequence[RunData]) -> int:
+    return sum(1 for data in runs if data.metrics["m0"] < 0.5)
+
+
+def measure_in_child(side: str, mode: str, tmp: Path) -> dict[str, float]:
+    """Measure one tool in a fresh interpreter: neither pays for the other's imports,
+    heap (garbage collections walk every live object) or background threads."""
+    argv = [sys.executable, __file__, "--side", side, "--tmp", str(tmp)]
+    if mode == "quick":
+        argv.append("--quick")
+    done = subprocess.run(argv, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"the {side} measurement failed (exit {done.returncode})")
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def run(sizes: Sizes, mode: str, tmp: Path) -> dict[str, Any]:
     notes: list[str] = [
+        "each tool is measured in its own fresh Python process, one after the other",
         "loopml log_metric/log_batch timings include flush(): points are committed "
         "(SQLite WAL, synchronous=FULL) before the clock stops; log_batch flushes after "
         "every batch (as durable as MLflow's log_batch) and is what the target is judged "
         "on; log_batch_group_commit flushes once at the end, as log_metric does",
     ]
     have_mlflow = mlflow_available()
-    if have_mlflow:
-        quiet_mlflow()
-    else:
+    if not have_mlflow:
         notes.append("mlflow is not installed (pip install -e '.[bench]'): its figures are null")
     if mode == "quick":
         notes.append(
             f"quick mode: search over {sizes.search_runs} runs (not 1,000), ordering "
             f"over {sizes.page_runs:,} runs (not 100,000), MLflow start-up skipped"
         )
-    ours: dict[str, float | None] = {}
     theirs: dict[str, float | None] = dict.fromkeys(
         (
             "log_metric_per_s",
@@ -450,96 +522,46 @@ def run(sizes: Sizes, mode: str, tmp: Path) -> dict[str, Any]:
             "help_s",
         )
     )
-
     print(
         f"loopml {loopml.__version__} vs MLflow "
         f"{_mlflow_version() if have_mlflow else '(not installed)'}, mode={mode}, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
         flush=True,
     )
+    ours: dict[str, float | None] = dict(measure_in_child("loopml", mode, tmp))
+    if have_mlflow:
+        theirs.update(measure_in_child("mlflow", mode, tmp))
+
     row("", "loopml", "MLflow", "loopml ahead")
-
-    say("opening a fresh loopml workspace" + (" and MLflow database" if have_mlflow else ""))
-    side = LoopmlSide(tmp / "loopml")
-    theirs_side = MlflowSide(tmp / "mlflow") if have_mlflow else None
-    try:
-        # 1. single log_metric calls
-        say("single log_metric calls")
-        ours["log_metric_per_s"] = side.log_metric(sizes.log_metric_loopml)
-        if theirs_side:
-            theirs["log_metric_per_s"] = theirs_side.log_metric(sizes.log_metric_mlflow)
-        row(
-            f"log_metric, single calls ({sizes.log_metric_loopml:,}/{sizes.log_metric_mlflow})",
-            fmt_rate(ours["log_metric_per_s"], "/s"),
-            fmt_rate(theirs["log_metric_per_s"], "/s"),
-            fmt_ratio(ratio(ours["log_metric_per_s"], theirs["log_metric_per_s"])),
-        )
-
-        # 2. batches of 1,000 values, each durable
-        say("batches of 1,000 values")
-        ours["log_batch_values_per_s"] = side.log_batch(
-            batch_values(sizes.batch_calls_loopml, seed=1)
-        )
-        ours["log_batch_group_commit_values_per_s"] = side.log_batch(
-            batch_values(sizes.batch_calls_loopml, seed=2), flush_each=False
-        )
-        if theirs_side:
-            theirs["log_batch_values_per_s"] = theirs_side.log_batch(
-                batch_values(sizes.batch_calls_mlflow, seed=1)
-            )
-        row(
-            f"batches of 1,000 values ({sizes.batch_calls_loopml}/{sizes.batch_calls_mlflow} "
-            "calls)",
-            fmt_rate(ours["log_batch_values_per_s"], "val/s"),
-            fmt_rate(theirs["log_batch_values_per_s"], "val/s"),
-            fmt_ratio(ratio(ours["log_batch_values_per_s"], theirs["log_batch_values_per_s"])),
-        )
-        row(
-            "  same, loopml group commit (one flush at the end)",
-            fmt_rate(ours["log_batch_group_commit_values_per_s"], "val/s"),
-            fmt_rate(theirs["log_batch_values_per_s"], "val/s"),
-            fmt_ratio(
-                ratio(ours["log_batch_group_commit_values_per_s"], theirs["log_batch_values_per_s"])
-            ),
-        )
-
-        # 3. filtered search returning every matching run with its data
-        runs = make_runs(sizes.search_runs, seed=2)
-        expected = sum(1 for data in runs if data.metrics["m0"] < 0.5)
-        start = time.perf_counter()
-        side.seed_search(runs)
-        say(f"setup: {len(runs):,} loopml runs via the SDK in {time.perf_counter() - start:.1f} s")
-        ours["search_1k_median_ms"] = side.search(expected, sizes.search_repeats)
-        if theirs_side:
-            start = time.perf_counter()
-            experiment_id = theirs_side.seed_search(runs)
-            say(
-                f"setup: {len(runs):,} MLflow runs via log_batch in "
-                f"{time.perf_counter() - start:.1f} s"
-            )
-            theirs["search_1k_median_ms"] = theirs_side.search(
-                experiment_id, expected, sizes.search_repeats
-            )
-        row(
-            f"search {len(runs):,} runs: {SEARCH_FILTER} ({expected} match)",
-            fmt_ms(ours["search_1k_median_ms"]),
-            fmt_ms(theirs["search_1k_median_ms"]),
-            fmt_ratio(ratio(theirs["search_1k_median_ms"], ours["search_1k_median_ms"])),
-        )
-    finally:
-        side.close()
-
-    # 4. first page ordered by a metric, loopml only
-    runs = make_runs(sizes.page_runs, seed=3)
-    start = time.perf_counter()
-    page_client = seed_page_workspace(tmp / "loopml-page", runs)
-    say(f"setup: {len(runs):,} loopml runs in bulk in {time.perf_counter() - start:.1f} s")
-    try:
-        ours["search_100k_first_page_ms"] = page_first(page_client, runs, sizes.page_repeats)
-    finally:
-        page_client.close()
     row(
-        f"first {PAGE_SIZE} of {len(runs):,} runs, order by {PAGE_ORDER}",
+        f"log_metric, single calls ({sizes.log_metric_loopml:,}/{sizes.log_metric_mlflow})",
+        fmt_rate(ours["log_metric_per_s"], "/s"),
+        fmt_rate(theirs["log_metric_per_s"], "/s"),
+        fmt_ratio(ratio(ours["log_metric_per_s"], theirs["log_metric_per_s"])),
+    )
+    row(
+        f"batches of 1,000 values ({sizes.batch_calls_loopml}/{sizes.batch_calls_mlflow} calls)",
+        fmt_rate(ours["log_batch_values_per_s"], "val/s"),
+        fmt_rate(theirs["log_batch_values_per_s"], "val/s"),
+        fmt_ratio(ratio(ours["log_batch_values_per_s"], theirs["log_batch_values_per_s"])),
+    )
+    row(
+        "  same, loopml group commit (one flush at the end)",
+        fmt_rate(ours["log_batch_group_commit_values_per_s"], "val/s"),
+        fmt_rate(theirs["log_batch_values_per_s"], "val/s"),
+        fmt_ratio(
+            ratio(ours["log_batch_group_commit_values_per_s"], theirs["log_batch_values_per_s"])
+        ),
+    )
+    search_runs = make_runs(sizes.search_runs, seed=2)
+    row(
+        f"search {len(search_runs):,} runs: {SEARCH_FILTER} ({_matching(search_runs)} match)",
+        fmt_ms(ours["search_1k_median_ms"]),
+        fmt_ms(theirs["search_1k_median_ms"]),
+        fmt_ratio(ratio(theirs["search_1k_median_ms"], ours["search_1k_median_ms"])),
+    )
+    row(
+        f"first {PAGE_SIZE} of {sizes.page_runs:,} runs, order by {PAGE_ORDER}",
         fmt_ms(ours["search_100k_first_page_ms"]),
         "not measured",
         "",
@@ -630,8 +652,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="smaller sizes, under a minute (figures are indicative only)",
     )
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    parser.add_argument("--side", choices=("loopml", "mlflow"), help=argparse.SUPPRESS)
+    parser.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     mode = "quick" if args.quick else "full"
+    if args.side:  # a child of `run`: measure one tool, print its figures as JSON
+        measure = measure_loopml if args.side == "loopml" else measure_mlflow
+        print(json.dumps(measure(QUICK if args.quick else FULL, args.tmp)), flush=True)
+        return
     with tempfile.TemporaryDirectory(prefix="loopml-bench-") as tmp:
         result = run(QUICK if args.quick else FULL, mode, Path(tmp))
     line = json.dumps(result)
