@@ -80,6 +80,11 @@ def validate_identifier(kind: str, value: object) -> str:
     return value
 
 
+def is_known_key(value: str) -> bool:
+    """True if ``value`` already passed :func:`validate_key` in this process."""
+    return value in _VALID_KEYS
+
+
 def validate_key(kind: str, value: object) -> str:
     """Validate a param, metric or tag key: letters, digits and ``_./:@ -``, at most 250."""
     if isinstance(value, str) and value in _VALID_KEYS:  # the hot path of log_metric

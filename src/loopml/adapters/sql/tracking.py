@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from math import isnan
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -187,25 +188,26 @@ class SqlTrackingStore:
         # own work at these volumes.
         mark = "?" if self.db.is_sqlite else "%s"
         values = ", ".join([mark] * 5)
+        rows: list[tuple[int, str, float | None, int, int]] = []
+        latest_rows: list[tuple[int, str, float | None, int, int]] = []
         with self.db.write() as conn:
-            rows: list[tuple[int, str, float | None, int, int]] = []
-            latest: dict[tuple[int, str], Metric] = {}
             for run_id, points in batches:
                 pk = self._pk(conn, run_id)
-                for m in points:
-                    rows.append((pk, m.key, _nan_to_null(m.value), m.step, m.timestamp_ms))
-                    best = latest.get((pk, m.key))
-                    if best is None or (m.step, m.timestamp_ms) >= (best.step, best.timestamp_ms):
-                        latest[(pk, m.key)] = m
+                latest: dict[str, Metric] = {}
+                for point in points:  # the per-value loop: kept to tuple operations
+                    key, value, step, ts = point
+                    rows.append((pk, key, None if isnan(value) else value, step, ts))
+                    best = latest.get(key)  # NaN is stored as NULL (SQLite has no NaN)
+                    if best is None or (step, ts) >= (best[2], best[3]):  # ties: last wins
+                        latest[key] = point
+                latest_rows += [
+                    (pk, k, None if isnan(v) else v, st, ts) for k, (_, v, st, ts) in latest.items()
+                ]
             if not rows:
                 return
             conn.exec_driver_sql(f"{_INSERT_METRICS} VALUES ({values})", rows)
             conn.exec_driver_sql(
-                f"{_INSERT_LATEST} VALUES ({values}) {_ON_CONFLICT_LATEST}",
-                [
-                    (pk, key, _nan_to_null(m.value), m.step, m.timestamp_ms)
-                    for (pk, key), m in latest.items()
-                ],
+                f"{_INSERT_LATEST} VALUES ({values}) {_ON_CONFLICT_LATEST}", latest_rows
             )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
@@ -308,10 +310,6 @@ _AGGREGATE = {
 def _objects(rows: list[Any]) -> dict[int, dict[str, Any]]:
     """Rows of (run_pk, JSON object): SQLite returns the text, psycopg the parsed value."""
     return {pk: json.loads(obj) if isinstance(obj, str) else obj for pk, obj in rows}
-
-
-def _nan_to_null(value: float) -> float | None:
-    return None if math.isnan(value) else value
 
 
 def _no_run(run_id: str) -> NotFound:
