@@ -57,9 +57,6 @@ class Loopml:
     settings: Settings | None
     clock: Clock
     blobs: BlobStore
-    tracking_store: TrackingStore
-    registry_store: RegistryStore
-    audit_log: AuditLog
     tracking: TrackingService
     registry: RegistryService
     audit: AuditService
@@ -85,9 +82,6 @@ def _wire(
         settings=settings,
         clock=clock,
         blobs=blobs,
-        tracking_store=tracking,
-        registry_store=registry,
-        audit_log=audit,
         tracking=TrackingService(tracking, blobs, clock, provenance),
         registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
         audit=AuditService(audit),

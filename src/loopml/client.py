@@ -105,10 +105,6 @@ class Client:
             points.append(make_metric(key, value, s, ts))
         self._buffer.add_many(run_id, points)
 
-    def log_metric_points(self, run_id: str, points: Sequence[Metric]) -> None:
-        """Log many already-built points (e.g. a whole series) in one buffered call."""
-        self._buffer.add_many(run_id, points)
-
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
         self.app.tracking.set_tags(run_id, tags)
 

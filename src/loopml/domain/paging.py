@@ -19,7 +19,6 @@ from loopml.domain.errors import InvalidInput
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 10_000
-DEFAULT_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,6 @@ from loopml.domain.tracking import (
     Metric,
     Run,
     RunStatus,
-    make_metric,
     param_text,
     tag_text,
 )
@@ -116,12 +115,6 @@ class TrackingService:
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
         if tags:
             self.store.set_tags(run_id, {k: tag_text(k, v) for k, v in tags.items()})
-
-    def make_metrics(
-        self, values: Mapping[str, object], step: int = 0, timestamp_ms: int | None = None
-    ) -> list[Metric]:
-        ts = self.clock.now_ms() if timestamp_ms is None else timestamp_ms
-        return [make_metric(k, v, step, ts) for k, v in values.items()]
 
     def write_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
         """Durably write metric points now (the sink of the metric buffer)."""
