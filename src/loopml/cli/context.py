@@ -36,6 +36,9 @@ EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
 )
 
 
+PIPED_WIDTH = 200
+
+
 class _LazyConsole:
     """A rich Console made on first use: `loopml --help` never pays for importing rich."""
 
@@ -47,7 +50,13 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            self._console = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+            stream = sys.stderr if self._stderr else sys.stdout
+            # In a terminal rich measures it; piped or captured output would otherwise be
+            # cut to 80 columns, truncating every table cell.
+            width = None if stream.isatty() else PIPED_WIDTH
+            self._console = Console(
+                stderr=self._stderr, highlight=False, soft_wrap=True, width=width
+            )
         return getattr(self._console, name)
 
 
