@@ -120,6 +120,24 @@ class NewModelVersion:
     description: str = ""
     flavor_info: Mapping[str, str] = field(default_factory=dict)
 
+    def to_version(self, number: int) -> ModelVersion:
+        """The version as stored: numbered, and a candidate until someone promotes it."""
+        return ModelVersion(
+            model=self.model,
+            version=number,
+            flavor=self.flavor,
+            artifact=self.artifact,
+            stage=Stage.CANDIDATE,
+            created_ms=self.created_ms,
+            signature=self.signature,
+            metrics=dict(self.metrics),
+            run_id=self.run_id,
+            inputs=tuple(self.inputs),
+            code=self.code,
+            description=self.description,
+            flavor_info=dict(self.flavor_info),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StageChange:

@@ -315,21 +315,7 @@ class MemoryRegistryStore:
             if state is None:
                 state = self._add_model(new.model, "", new.created_ms, actor)
             state.latest_version += 1
-            mv = ModelVersion(
-                model=new.model,
-                version=state.latest_version,
-                flavor=new.flavor,
-                artifact=new.artifact,
-                stage=Stage.CANDIDATE,
-                created_ms=new.created_ms,
-                signature=new.signature,
-                metrics=dict(new.metrics),
-                run_id=new.run_id,
-                inputs=tuple(new.inputs),
-                code=new.code,
-                description=new.description,
-                flavor_info=dict(new.flavor_info),
-            )
+            mv = new.to_version(state.latest_version)
             state.versions[mv.version] = mv
             self.db.append_event(version_created(mv, actor), new.created_ms)
             return state.version_view(mv)

@@ -117,21 +117,7 @@ class SqlRegistryStore:
                 .values(latest_version=t.models.c.latest_version + 1)
                 .returning(t.models.c.latest_version)
             ).scalar_one()
-            mv = ModelVersion(
-                model=new.model,
-                version=int(number),
-                flavor=new.flavor,
-                artifact=new.artifact,
-                stage=Stage.CANDIDATE,
-                created_ms=new.created_ms,
-                signature=new.signature,
-                metrics=dict(new.metrics),
-                run_id=new.run_id,
-                inputs=tuple(new.inputs),
-                code=new.code,
-                description=new.description,
-                flavor_info=dict(new.flavor_info),
-            )
+            mv = new.to_version(int(number))
             conn.execute(
                 t.model_versions.insert().values(
                     model_id=model_id,
