@@ -70,6 +70,8 @@ def test_search_through_the_service(client: Client) -> None:
         "params.model = 'gbr' and metrics.rmse >= 1", order_by="metrics.rmse desc"
     )
     assert [r.metrics["rmse"] for r in found] == [3.0, 1.0]
+    ties_then_newest = client.search_runs(order_by="params.model asc, metrics.rmse desc")
+    assert [r.metrics["rmse"] for r in ties_then_newest] == [3.0, 1.0, 4.0, 2.0, 0.0]
     frame = client.search_runs("metrics.rmse < 2", output="frame")
     assert sorted(frame["metrics.rmse"]) == [0.0, 1.0]
     with pytest.raises(InvalidInput, match="unknown key prefix"):

@@ -14,6 +14,7 @@ Storage adapters compile the tree; nothing here knows SQL.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -262,13 +263,17 @@ def parse_filter(text: str | None) -> Expr | None:
     return _Parser(text).parse()
 
 
-def parse_order_by(items: str | list[str] | tuple[str, ...] | None) -> tuple[OrderKey, ...]:
+def order_items(order_by: str | Sequence[str] | None) -> list[str]:
+    """The items of an order_by given as a list, or as one comma-separated string."""
+    if order_by is None:
+        return []
+    return order_by.split(",") if isinstance(order_by, str) else list(order_by)
+
+
+def parse_order_by(order_by: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
     """Parse ``["metrics.rmse asc", "start_time desc"]`` (or one comma-separated string)."""
-    if items is None:
-        return ()
-    parts = items.split(",") if isinstance(items, str) else list(items)
     keys = []
-    for raw in parts:
+    for raw in order_items(order_by):
         words = raw.split()
         if not words or len(words) > 2:
             raise InvalidInput(

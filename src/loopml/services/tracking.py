@@ -16,7 +16,7 @@ from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.errors import InvalidInput, InvalidState
 from loopml.domain.names import validate_artifact_name, validate_identifier
 from loopml.domain.paging import Page, check_page_size
-from loopml.domain.search import parse_filter, parse_order_by
+from loopml.domain.search import order_items, parse_filter, parse_order_by
 from loopml.domain.tracking import (
     DatasetRef,
     Experiment,
@@ -154,7 +154,7 @@ class TrackingService:
         page_token: str | None = None,
     ) -> Page[Run]:
         parse_filter(filter)  # fail early, with the parser's message, whatever the store
-        orders = [order_by] if isinstance(order_by, str) else list(order_by or [])
+        orders = order_items(order_by)
         parse_order_by(orders)
         return self.store.search_runs(
             list(experiments), filter, orders, check_page_size(page_size), page_token

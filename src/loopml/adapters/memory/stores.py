@@ -256,7 +256,7 @@ class MemoryTrackingStore:
         page_token: str | None,
     ) -> Page[Run]:
         expr = parse_filter(filter_text)
-        order = parse_order_by(list(order_by))
+        order = parse_order_by(order_by)
         fp = query_fingerprint("runs", tuple(experiments), filter_text, tuple(order_by))
         offset = decode_token(page_token, fp)
         with self.db.lock:
