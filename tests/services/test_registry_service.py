@@ -93,3 +93,12 @@ def test_corrupt_artifact_names_the_model(
     blobs[mv.artifact.digest] = bytes(raw)
     with pytest.raises(IntegrityError, match=r"'model/model.skops' of models:/m/1 is corrupt"):
         client.load_model("models:/m/1")
+
+
+def test_unknown_lineage_run_is_refused_before_anything_is_stored(
+    client: Client, data: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    x, y = data
+    with pytest.raises(NotFound, match="does not exist"):
+        client.register_model(LinearRegression().fit(x, y), "m", run_id="0" * 32)
+    assert client.app.blobs.objects == {}  # type: ignore[attr-defined]

@@ -26,7 +26,7 @@ from loopml.domain.names import validate_artifact_name, validate_identifier
 from loopml.domain.paging import Page, check_page_size
 from loopml.domain.registry import Model, ModelUri, ModelVersion, Signature
 from loopml.domain.registry_events import alias_deleted, alias_set, stage_changed
-from loopml.domain.tracking import DatasetRef
+from loopml.domain.tracking import DatasetRef, Run
 from loopml.ports import (
     BlobStore,
     Clock,
@@ -100,8 +100,8 @@ class RegistryService:
         """Serialise ``model`` with its flavor and record a new version of ``name``."""
         validate_identifier("model name", name)
         chosen = self.flavors.get(flavor) if flavor else self.flavors.detect(model)
-        if chosen.name in UNTRUSTED_FLAVORS and not trusted:
-            raise PermissionDenied(f"refusing to register {name!r}: {PICKLE_RISK}")
+        _require_trust(chosen.name, trusted, f"register {name!r}")
+        run = self.runs.get_run(run_id) if run_id is not None else None  # before any work
         if flavor and not chosen.accepts(model):
             raise InvalidInput(
                 f"flavor {flavor!r} cannot save a {type(model).__module__}."
@@ -118,7 +118,7 @@ class RegistryService:
             chosen.name,
             artifact,
             signature,
-            run_id,
+            run,
             metrics,
             inputs,
             description,
@@ -150,15 +150,14 @@ class RegistryService:
             )
         artifact_name = validate_artifact_name(m["path"])
         chosen = self.flavors.get(flavor)
-        if chosen.name in UNTRUSTED_FLAVORS and not trusted:
-            raise PermissionDenied(f"refusing to register {name!r}: {PICKLE_RISK}")
+        _require_trust(chosen.name, trusted, f"register {name!r}")
         run = self.runs.get_run(m["run"])
         ref = next((a for a in run.artifacts if a.name == artifact_name), None)
         if ref is None:
             known = ", ".join(a.name for a in run.artifacts) or "none"
             raise NotFound(f"run {run.id} has no artifact {artifact_name!r}; it has: {known}")
         return self._create(
-            name, actor, chosen.name, ref, signature, run.id, metrics, (), description, {}
+            name, actor, chosen.name, ref, signature, run, metrics, (), description, {}
         )
 
     def _create(
@@ -168,7 +167,7 @@ class RegistryService:
         flavor: str,
         artifact: ArtifactRef,
         signature: Signature | None,
-        run_id: str | None,
+        run: Run | None,
         metrics: Mapping[str, float] | None,
         inputs: Sequence[DatasetRef],
         description: str,
@@ -176,8 +175,7 @@ class RegistryService:
     ) -> ModelVersion:
         code = None
         lineage = list(inputs)
-        if run_id is not None:
-            run = self.runs.get_run(run_id)
+        if run is not None:
             code = run.code
             lineage += [i for i in run.inputs if i not in lineage]
             if metrics is None:
@@ -190,7 +188,7 @@ class RegistryService:
                 created_ms=self.clock.now_ms(),
                 signature=signature,
                 metrics=dict(metrics or {}),
-                run_id=run_id,
+                run_id=None if run is None else run.id,
                 inputs=tuple(lineage),
                 code=code,
                 description=description,
@@ -228,8 +226,7 @@ class RegistryService:
         """Load a registered model after verifying its artifact's hash."""
         mv = self.resolve(uri)
         flavor = self.flavors.get(mv.flavor)
-        if mv.flavor in UNTRUSTED_FLAVORS and not trusted:
-            raise PermissionDenied(f"refusing to load {mv.uri}: {PICKLE_RISK}")
+        _require_trust(mv.flavor, trusted, f"load {mv.uri}")
         with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
             path = Path(tmp) / flavor.file_name
             try:
@@ -301,3 +298,9 @@ class RegistryService:
         self.store.delete_alias(
             name, alias, alias_deleted(name, alias, model.aliases[alias], actor)
         )
+
+
+def _require_trust(flavor: str, trusted: bool, action: str) -> None:
+    """Refuse to ``action`` a model of a flavor that runs code on load, unless trusted."""
+    if flavor in UNTRUSTED_FLAVORS and not trusted:
+        raise PermissionDenied(f"refusing to {action}: {PICKLE_RISK}")

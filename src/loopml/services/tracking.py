@@ -69,7 +69,6 @@ class TrackingService:
         name: str | None = None,
         parent_id: str | None = None,
         tags: Mapping[str, object] | None = None,
-        capture_provenance: bool = True,
     ) -> Run:
         experiment = validate_identifier("experiment name", experiment or DEFAULT_EXPERIMENT)
         if parent_id is not None:
@@ -81,23 +80,31 @@ class TrackingService:
                 )
         run_id = new_run_id()
         code = env = None
-        if capture_provenance and self.provenance is not None:
+        if self.provenance is not None:
             code = self.provenance.code_version()
             env = self.provenance.environment()
-        clean_tags = {k: tag_text(k, v) for k, v in (tags or {}).items()}
-        self.store.create_run(
-            NewRun(
-                id=run_id,
-                experiment=experiment,
-                name=name or _default_run_name(run_id),
-                start_ms=self.clock.now_ms(),
-                parent_id=parent_id,
-                tags=clean_tags,
-                code=code,
-                environment=env,
-            )
+        new = NewRun(
+            id=run_id,
+            experiment=experiment,
+            name=name or _default_run_name(run_id),
+            start_ms=self.clock.now_ms(),
+            parent_id=parent_id,
+            tags={k: tag_text(k, v) for k, v in (tags or {}).items()},
+            code=code,
+            environment=env,
         )
-        return self.store.get_run(run_id)
+        self.store.create_run(new)
+        return Run(  # everything a new run holds is known here: no read back
+            id=new.id,
+            experiment=new.experiment,
+            name=new.name,
+            status=RunStatus.RUNNING,
+            start_ms=new.start_ms,
+            parent_id=new.parent_id,
+            tags=dict(new.tags),
+            code=code,
+            environment=env,
+        )
 
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> None:
         status = _parse_status(status)
