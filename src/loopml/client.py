@@ -47,12 +47,17 @@ class Client:
         if app is None:
             app = _open(workspace, settings)
         self.app = app
-        flush_points = app.settings.metric_flush_points if app.settings else 10_000
-        flush_seconds = app.settings.metric_flush_seconds if app.settings else 1.0
-        self._buffer = MetricBuffer(
-            app.tracking.write_metrics, max_points=flush_points, max_delay=flush_seconds
-        )
-        self._steps: dict[tuple[str, str], int] = {}
+        sink = app.tracking.write_metrics
+        if app.settings is None:  # in-memory app: the buffer's own defaults
+            self._buffer = MetricBuffer(sink)
+        else:
+            self._buffer = MetricBuffer(
+                sink,
+                max_points=app.settings.metric_flush_points,
+                max_delay=app.settings.metric_flush_seconds,
+            )
+        # The last step of each metric key, per run that is still being logged to.
+        self._steps: dict[str, dict[str, int]] = {}
         self.actor = app.settings.actor if app.settings else "sdk"
         atexit.register(_close_at_exit, weakref.ref(self))
 
@@ -72,6 +77,7 @@ class Client:
     def end_run(self, run_id: str, status: RunStatus | str = RunStatus.FINISHED) -> None:
         self._buffer.flush(run_id)
         self.app.tracking.end_run(run_id, status)
+        self._steps.pop(run_id, None)
 
     def log_params(self, run_id: str, params: Mapping[str, object]) -> None:
         self.app.tracking.log_params(run_id, params)
@@ -84,9 +90,8 @@ class Client:
         step: int | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
-        if step is None:
-            step = self._steps.get((run_id, key), -1) + 1
-        self._steps[(run_id, key)] = step
+        steps = self._steps.setdefault(run_id, {})
+        step = _next_step(steps, key, step)
         ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
         self._buffer.add(run_id, make_metric(key, value, step, ts))
 
@@ -97,12 +102,9 @@ class Client:
         step: int | None = None,
         timestamp_ms: int | None = None,
     ) -> None:
-        points = []
+        steps = self._steps.setdefault(run_id, {})
         ts = self.app.clock.now_ms() if timestamp_ms is None else timestamp_ms
-        for key, value in values.items():
-            s = self._steps.get((run_id, key), -1) + 1 if step is None else step
-            self._steps[(run_id, key)] = s
-            points.append(make_metric(key, value, s, ts))
+        points = [make_metric(k, v, _next_step(steps, k, step), ts) for k, v in values.items()]
         self._buffer.add_many(run_id, points)
 
     def set_tags(self, run_id: str, tags: Mapping[str, object]) -> None:
@@ -320,6 +322,14 @@ class ActiveRun:
 
     def __repr__(self) -> str:
         return f"<ActiveRun {self.id} {self.name!r} experiment={self.experiment!r}>"
+
+
+def _next_step(steps: dict[str, int], key: str, step: int | None) -> int:
+    """``step``, or one past the key's last step in this run (0 for its first point)."""
+    if step is None:
+        step = steps.get(key, -1) + 1
+    steps[key] = step
+    return step
 
 
 def runs_frame(runs: Sequence[Run]) -> Any:

@@ -76,3 +76,15 @@ def test_search_through_the_service(client: Client) -> None:
     assert sorted(frame["metrics.rmse"]) == [0.0, 1.0]
     with pytest.raises(InvalidInput, match="unknown key prefix"):
         client.search_runs("foo.bar = 1")
+
+
+def test_auto_steps_continue_per_key_and_are_forgotten_when_the_run_ends(
+    client: Client,
+) -> None:
+    with client.start_run("exp") as run:
+        run.log_metric("loss", 1.0)  # step 0
+        run.log_metric("loss", 0.9, step=5)
+        run.log_metrics({"loss": 0.8, "acc": 0.5})  # loss 6, acc 0
+    assert [m.step for m in client.get_metric_history(run.id, "loss")] == [0, 5, 6]
+    assert [m.step for m in client.get_metric_history(run.id, "acc")] == [0]
+    assert run.id not in client._steps  # a long sweep must not accumulate finished runs

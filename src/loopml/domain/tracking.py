@@ -7,12 +7,13 @@ the unit of the metric hot path, used everywhere for one consistent representati
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
 from loopml.domain.artifacts import ArtifactRef
-from loopml.domain.errors import InvalidInput
+from loopml.domain.errors import InvalidInput, ParamConflict
 from loopml.domain.names import is_known_key, validate_key
 
 MAX_PARAM_VALUE = 6000
@@ -80,6 +81,18 @@ def param_text(key: str, value: object) -> str:
             "allowed. Log large values as an artifact instead."
         )
     return text
+
+
+def check_params_unchanged(run_id: str, stored: Mapping[str, str], new: Mapping[str, str]) -> None:
+    """Params are immutable: raise :class:`ParamConflict`, naming both values, for every
+    param in ``new`` that ``stored`` already holds with a different value."""
+    clashes = [(k, stored[k], v) for k, v in new.items() if k in stored and stored[k] != v]
+    if clashes:
+        detail = "; ".join(f"{k!r} is {old!r}, new value {v!r}" for k, old, v in clashes)
+        raise ParamConflict(
+            f"run {run_id} already has different values for params: {detail}. Params are "
+            "immutable; start a new run, or log changing values as metrics or tags"
+        )
 
 
 def tag_text(key: str, value: object) -> str:

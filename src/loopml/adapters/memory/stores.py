@@ -19,14 +19,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
 
 from loopml.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, seal
-from loopml.domain.errors import AlreadyExists, ConcurrentModification, NotFound, ParamConflict
+from loopml.domain.errors import AlreadyExists, ConcurrentModification, NotFound
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page, decode_token, encode_token, query_fingerprint
 from loopml.domain.registry import Model, ModelVersion
 from loopml.domain.registry_events import model_created, version_created
 from loopml.domain.search import parse_filter, parse_order_by
 from loopml.domain.search_eval import matches, sort_runs
-from loopml.domain.tracking import DatasetRef, Experiment, Metric, Run, RunStatus
+from loopml.domain.tracking import (
+    DatasetRef,
+    Experiment,
+    Metric,
+    Run,
+    RunStatus,
+    check_params_unchanged,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -204,17 +211,7 @@ class MemoryTrackingStore:
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         with self.db.lock:
             stored = self.db.run(run_id).params
-            clashes = {
-                k: (stored[k], v) for k, v in params.items() if k in stored and stored[k] != v
-            }
-            if clashes:
-                detail = "; ".join(
-                    f"{k!r} is {old!r}, new value {new!r}" for k, (old, new) in clashes.items()
-                )
-                raise ParamConflict(
-                    f"run {run_id} already has different values for params: {detail}. Params "
-                    "are immutable; start a new run, or log changing values as metrics or tags"
-                )
+            check_params_unchanged(run_id, stored, params)
             stored.update(params)
 
     def log_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:

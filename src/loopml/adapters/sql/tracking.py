@@ -23,10 +23,17 @@ from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.mapping import code_from_json, code_to_json, env_from_json, env_to_json
 from loopml.adapters.sql.search import apply_order, compile_filter
 from loopml.domain.artifacts import ArtifactRef, Digest
-from loopml.domain.errors import AlreadyExists, NotFound, ParamConflict
+from loopml.domain.errors import AlreadyExists, NotFound
 from loopml.domain.paging import Page, decode_token, encode_token, query_fingerprint
 from loopml.domain.search import parse_filter, parse_order_by
-from loopml.domain.tracking import DatasetRef, Experiment, Metric, Run, RunStatus
+from loopml.domain.tracking import (
+    DatasetRef,
+    Experiment,
+    Metric,
+    Run,
+    RunStatus,
+    check_params_unchanged,
+)
 from loopml.ports import NewRun
 
 _INSERT_METRICS = "INSERT INTO metrics (run_pk, key, value, step, timestamp_ms)"
@@ -172,15 +179,7 @@ class SqlTrackingStore:
                     )
                 ).all()
             )
-            clashes = {k: (stored[k], v) for k, v in params.items() if stored.get(k) != v}
-            if clashes:
-                detail = "; ".join(
-                    f"{k!r} is {old!r}, new value {new!r}" for k, (old, new) in clashes.items()
-                )
-                raise ParamConflict(
-                    f"run {run_id} already has different values for params: {detail}. Params "
-                    "are immutable; start a new run, or log changing values as metrics or tags"
-                )
+            check_params_unchanged(run_id, stored, params)  # rolls the inserts back
 
     def log_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
         # Two prepared statements run with executemany over plain tuples: compiling a
