@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -11,6 +12,7 @@ from alembic.script import ScriptDirectory
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.schema import metadata
+from loopml.adapters.sql.tracking import SqlTrackingStore
 from loopml.domain.errors import SchemaOutOfDate
 
 
@@ -39,8 +41,58 @@ def test_opening_never_migrates_and_says_what_to_run(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000'")
     with pytest.raises(
         SchemaOutOfDate,
-        match=r"revision 0000 but this loopml needs 0001.*"
+        match=rf"revision 0000 but this loopml needs {migrate.HEAD_REVISION}.*"
         r"loopml db upgrade",
     ):
         migrate.check_schema(db)
     db.dispose()
+
+
+def _alembic(db: SqlDatabase, action: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    with db.engine.connect() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, action)(config, revision)
+        conn.commit()
+
+
+_POINTS = [  # (run_pk, key, value, step, timestamp_ms), in write order
+    (1, "loss", 0.5, 0, 10),
+    (1, "acc", None, 0, 10),  # NaN is a NULL in revision 0001
+    (2, "loss", 9.0, 0, 11),
+    (1, "loss", 0.25, 1, 12),
+    (1, "loss", 0.125, 1, 12),  # same step and time: logging order is kept
+    (1, "loss", 1e308, -3, 13),
+]
+
+
+def test_upgrade_moves_metric_points_into_chunks_and_back(tmp_path: Path) -> None:
+    db = SqlDatabase(f"sqlite:///{tmp_path / 'x.db'}")
+    _alembic(db, "upgrade", "0001")
+    with db.write() as conn:
+        conn.exec_driver_sql("INSERT INTO experiments (id, name, created_ms) VALUES (1, 'e', 0)")
+        for pk in (1, 2):
+            conn.exec_driver_sql(
+                "INSERT INTO runs (pk, id, experiment_id, name, status, start_ms) "
+                f"VALUES ({pk}, 'r{pk}', 1, 'n', 'RUNNING', 0)"
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO metrics (run_pk, key, value, step, timestamp_ms) VALUES (?, ?, ?, ?, ?)",
+            _POINTS,
+        )
+    migrate.upgrade(db)
+    store = SqlTrackingStore(db)
+    loss = store.get_metric_history("r1", "loss")
+    assert [(p.value, p.step) for p in loss] == [(1e308, -3), (0.5, 0), (0.25, 1), (0.125, 1)]
+    [acc] = store.get_metric_history("r1", "acc")
+    assert acc.value != acc.value  # NaN came back as NaN
+    assert [p.value for p in store.get_metric_history("r2", "loss")] == [9.0]
+
+    _alembic(db, "downgrade", "0001")
+    with db.read() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT run_pk, key, value, step, timestamp_ms FROM metrics ORDER BY id"
+        ).all()
+    db.dispose()
+    assert sorted(map(tuple, rows), key=repr) == sorted(_POINTS, key=repr)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -74,16 +75,15 @@ tags = Table(
     Index("ix_tags_key_value", "key", "value"),
 )
 
-metrics = Table(
-    "metrics",
+# A run's metric history: one row per flush, the points packed (see metric_chunks.py).
+metric_chunks = Table(
+    "metric_chunks",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("run_pk", BigInteger, ForeignKey("runs.pk", ondelete="CASCADE"), nullable=False),
-    Column("key", String(250), nullable=False),
-    Column("value", Float),  # NaN is stored as NULL
-    Column("step", BigInteger, nullable=False),
-    Column("timestamp_ms", BigInteger, nullable=False),
-    Index("ix_metrics_run_key_step", "run_pk", "key", "step"),
+    Column("points", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Index("ix_metric_chunks_run", "run_pk", "id"),
 )
 
 latest_metrics = Table(

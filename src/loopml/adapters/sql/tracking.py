@@ -1,9 +1,9 @@
 """Experiments, runs and their records in SQL.
 
 Metric points arrive in groups (see :mod:`loopml.services.metric_buffer`): one write
-transaction inserts every point with ``executemany`` and upserts the latest value of each
-series, which is what search filters and orders on. NaN is stored as NULL, because SQLite
-cannot store NaN, and read back as NaN.
+transaction stores each run's points as one packed chunk (:mod:`.metric_chunks`) and
+upserts the latest value of each series, which is what search filters and orders on.
+There a NaN is stored as NULL, because SQLite cannot store NaN, and read back as NaN.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from loopml.adapters.sql import schema as t
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.mapping import code_from_json, code_to_json, env_from_json, env_to_json
+from loopml.adapters.sql.metric_chunks import history, pack
 from loopml.adapters.sql.search import apply_order, compile_filter
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.errors import AlreadyExists, NotFound
@@ -36,7 +37,7 @@ from loopml.domain.tracking import (
 )
 from loopml.ports import NewRun
 
-_INSERT_METRICS = "INSERT INTO metrics (run_pk, key, value, step, timestamp_ms)"
+_INSERT_CHUNK = "INSERT INTO metric_chunks (run_pk, points, data)"
 _INSERT_LATEST = "INSERT INTO latest_metrics (run_pk, key, value, step, timestamp_ms)"
 # The newest point of a series wins: highest step, then latest timestamp (same on both
 # dialects: row values and ON CONFLICT ... DO UPDATE ... WHERE).
@@ -182,29 +183,30 @@ class SqlTrackingStore:
             check_params_unchanged(run_id, stored, params)  # rolls the inserts back
 
     def log_metrics(self, batches: Sequence[tuple[str, Sequence[Metric]]]) -> None:
-        # Two prepared statements run with executemany over plain tuples: compiling a
-        # multi-row statement per call, or building a dict per row, costs more than SQLite's
-        # own work at these volumes.
+        # One packed chunk per run (metric_chunks.py) and one executemany upsert of each
+        # series' newest point, over plain tuples: at these volumes, compiling statements
+        # or building a dict per row costs more than the database's own work.
         mark = "?" if self.db.is_sqlite else "%s"
-        values = ", ".join([mark] * 5)
-        rows: list[tuple[int, str, float | None, int, int]] = []
+        chunks: list[tuple[int, int, bytes]] = []
         latest_rows: list[tuple[int, str, float | None, int, int]] = []
         with self.db.write() as conn:
             for run_id, points in batches:
+                if not points:
+                    continue
                 pk = self._pk(conn, run_id)
+                chunks.append((pk, len(points), pack(points)))
                 latest: dict[str, Metric] = {}
                 for point in points:  # the per-value loop: kept to tuple operations
-                    key, value, step, ts = point
-                    rows.append((pk, key, None if isnan(value) else value, step, ts))
-                    best = latest.get(key)  # NaN is stored as NULL (SQLite has no NaN)
-                    if best is None or (step, ts) >= (best[2], best[3]):  # ties: last wins
-                        latest[key] = point
-                latest_rows += [
+                    best = latest.get(point[0])
+                    if best is None or (point[2], point[3]) >= (best[2], best[3]):
+                        latest[point[0]] = point  # ties: the last logged wins
+                latest_rows += [  # NaN is stored as NULL (SQLite has no NaN)
                     (pk, k, None if isnan(v) else v, st, ts) for k, (_, v, st, ts) in latest.items()
                 ]
-            if not rows:
+            if not chunks:
                 return
-            conn.exec_driver_sql(f"{_INSERT_METRICS} VALUES ({values})", rows)
+            conn.exec_driver_sql(f"{_INSERT_CHUNK} VALUES ({mark}, {mark}, {mark})", chunks)
+            values = ", ".join([mark] * 5)
             conn.exec_driver_sql(
                 f"{_INSERT_LATEST} VALUES ({values}) {_ON_CONFLICT_LATEST}", latest_rows
             )
@@ -243,23 +245,11 @@ class SqlTrackingStore:
             )
 
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
-        m = t.metrics.c
+        c = t.metric_chunks.c
         with self.db.read() as conn:
             pk = self._pk(conn, run_id)
-            rows = conn.execute(
-                select(m.key, m.value, m.step, m.timestamp_ms)
-                .where(m.run_pk == pk, m.key == key)
-                .order_by(m.step, m.timestamp_ms, m.id)
-            ).all()
-        return [
-            Metric(
-                r.key,
-                math.nan if r.value is None else float(r.value),
-                int(r.step),
-                int(r.timestamp_ms),
-            )
-            for r in rows
-        ]
+            chunks = conn.execute(select(c.data).where(c.run_pk == pk).order_by(c.id)).scalars()
+            return history(chunks, key)
 
     # search ------------------------------------------------------------------------------
     def search_runs(
