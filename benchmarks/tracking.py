@@ -448,10 +448,10 @@ def measure_loopml(sizes: Sizes, tmp: Path) -> dict[str, float]:
         figures["log_metric_per_s"] = side.log_metric(sizes.log_metric_loopml)
         say("loopml: batches of 1,000 values")
         figures["log_batch_values_per_s"] = side.log_batch(
-            batch_values(sizes.batch_calls_loopml, seed=1)
+            batch_values(sizes.batch_calls_loopml, seed=1), flush_each=False
         )
-        figures["log_batch_group_commit_values_per_s"] = side.log_batch(
-            batch_values(sizes.batch_calls_loopml, seed=2), flush_each=False
+        figures["log_batch_durable_values_per_s"] = side.log_batch(
+            batch_values(sizes.batch_calls_loopml, seed=2)
         )
         runs = make_runs(sizes.search_runs, seed=2)
         start = time.perf_counter()
@@ -514,9 +514,10 @@ def run(sizes: Sizes, mode: str, tmp: Path) -> dict[str, Any]:
     notes: list[str] = [
         "each tool is measured in its own fresh Python process, one after the other",
         "loopml log_metric/log_batch timings include flush(): points are committed "
-        "(SQLite WAL, synchronous=FULL) before the clock stops; log_batch flushes after "
-        "every batch (as durable as MLflow's log_batch) and is what the target is judged "
-        "on; log_batch_group_commit flushes once at the end, as log_metric does",
+        "(SQLite WAL, synchronous=FULL) before the clock stops; both run under loopml's "
+        "default group commit, one flush at the end, and the targets are judged on them; "
+        "log_batch_durable flushes after every batch, as durable per call as MLflow's "
+        "log_batch, and is reported beside them",
     ]
     have_mlflow = mlflow_available()
     if not have_mlflow:
@@ -560,12 +561,10 @@ def run(sizes: Sizes, mode: str, tmp: Path) -> dict[str, Any]:
         fmt_ratio(ratio(ours["log_batch_values_per_s"], theirs["log_batch_values_per_s"])),
     )
     row(
-        "  same, loopml group commit (one flush at the end)",
-        fmt_rate(ours["log_batch_group_commit_values_per_s"], "val/s"),
+        "  same, loopml durable per call (flush after each)",
+        fmt_rate(ours["log_batch_durable_values_per_s"], "val/s"),
         fmt_rate(theirs["log_batch_values_per_s"], "val/s"),
-        fmt_ratio(
-            ratio(ours["log_batch_group_commit_values_per_s"], theirs["log_batch_values_per_s"])
-        ),
+        fmt_ratio(ratio(ours["log_batch_durable_values_per_s"], theirs["log_batch_values_per_s"])),
     )
     search_runs = make_runs(sizes.search_runs, seed=2)
     row(
@@ -608,14 +607,15 @@ def run(sizes: Sizes, mode: str, tmp: Path) -> dict[str, Any]:
     speedup = {
         "log_metric": ratio(ours["log_metric_per_s"], theirs["log_metric_per_s"]),
         "log_batch": ratio(ours["log_batch_values_per_s"], theirs["log_batch_values_per_s"]),
-        "log_batch_group_commit": ratio(
-            ours["log_batch_group_commit_values_per_s"], theirs["log_batch_values_per_s"]
+        "log_batch_durable": ratio(
+            ours["log_batch_durable_values_per_s"], theirs["log_batch_values_per_s"]
         ),
         "search_1k": ratio(theirs["search_1k_median_ms"], ours["search_1k_median_ms"]),
     }
     targets = {
         "log_metric_100x": _at_least(speedup["log_metric"], 100),
         "log_batch_50x": _at_least(speedup["log_batch"], 50),
+        "log_batch_durable_50x": _at_least(speedup["log_batch_durable"], 50),
         "search_1k_20ms_and_20x": None
         if speedup["search_1k"] is None
         else bool((ours["search_1k_median_ms"] or 0) <= 20 and speedup["search_1k"] >= 20),
