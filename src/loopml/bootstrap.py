@@ -18,6 +18,7 @@ from loopml.adapters.artifacts.fsspec_store import FsspecBlobStore
 from loopml.adapters.clock import SystemClock
 from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
 from loopml.adapters.memory.blobs import MemoryBlobStore
+from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
     MemoryDatabase,
@@ -28,12 +29,15 @@ from loopml.adapters.provenance import GitProvenance
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
+from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.tracking import SqlTrackingStore
+from loopml.adapters.tables import FileTableReader
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from loopml.domain.errors import ConfigError
-from loopml.ports import AuditLog, BlobStore, Clock, RegistryStore, TrackingStore
+from loopml.ports import AuditLog, BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
 from loopml.services.audit import AuditService
+from loopml.services.datasets import DatasetService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 
@@ -60,6 +64,7 @@ class Loopml:
     tracking: TrackingService
     registry: RegistryService
     audit: AuditService
+    datasets: DatasetService
     database: SqlDatabase | None = None
 
     def close(self) -> None:
@@ -74,6 +79,7 @@ def _wire(
     tracking: TrackingStore,
     registry: RegistryStore,
     audit: AuditLog,
+    datasets: DatasetStore,
     database: SqlDatabase | None,
     cwd: Path,
 ) -> Loopml:
@@ -85,6 +91,7 @@ def _wire(
         tracking=TrackingService(tracking, blobs, clock, provenance),
         registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
         audit=AuditService(audit),
+        datasets=DatasetService(datasets, blobs, FileTableReader(), clock),
         database=database,
     )
 
@@ -100,6 +107,7 @@ def build(settings: Settings) -> Loopml:
         SqlTrackingStore(db),
         SqlRegistryStore(db, clock),
         SqlAuditLog(db, clock),
+        SqlDatasetStore(db),
         db,
         Path.cwd(),
     )
@@ -116,6 +124,7 @@ def build_memory(clock: Clock | None = None) -> Loopml:
         MemoryTrackingStore(mem),
         MemoryRegistryStore(mem, clock),
         MemoryAuditLog(mem, clock),
+        MemoryDatasetStore(mem),
         None,
         Path.cwd(),
     )

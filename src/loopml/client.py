@@ -21,14 +21,17 @@ from types import TracebackType
 from typing import Any, Literal
 
 from loopml.adapters.signature import infer_signature
+from loopml.adapters.tables import to_arrow
 from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.config import CONFIG_FILE, load_settings
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditEvent, ChainReport
+from loopml.domain.datasets import DatasetVersion
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
+from loopml.services.datasets import AddResult
 from loopml.services.metric_buffer import MetricBuffer
 
 
@@ -122,6 +125,31 @@ class Client:
 
     def log_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None:
         self.app.tracking.log_inputs(run_id, inputs)
+
+    # datasets ----------------------------------------------------------------------------
+    def add_dataset(self, name: str, data: object, message: str = "") -> AddResult:
+        """Add a version of dataset ``name`` from a CSV or Parquet file or folder (a path),
+        or from a pandas or polars DataFrame, a pyarrow Table or a numpy array. Identical
+        content returns the existing version and stores nothing."""
+        if isinstance(data, str | Path):
+            return self.app.datasets.add_path(name, Path(data), self.actor, message)
+        return self.app.datasets.add_table(name, to_arrow(data), self.actor, message=message)
+
+    def log_dataset(
+        self, run_id: str, name: str, data: object, message: str = ""
+    ) -> DatasetVersion:
+        """Add ``data`` as a version of ``name`` and record it as an input of the run."""
+        version = self.add_dataset(name, data, message).version
+        self.log_inputs(run_id, [DatasetRef(version.name, version.version, version.digest)])
+        return version
+
+    def get_dataset(self, ref: str) -> DatasetVersion:
+        """``'bikes'`` (newest), ``'bikes@latest'`` or ``'bikes@3'``."""
+        return self.app.datasets.get(ref)
+
+    def read_dataset(self, ref: str) -> Any:
+        """A version's rows as a pyarrow Table (``.to_pandas()`` for pandas)."""
+        return self.app.datasets.read(ref)
 
     def flush(self) -> None:
         """Write every buffered metric point now; returns once they are committed."""
@@ -293,6 +321,9 @@ class ActiveRun:
 
     def log_inputs(self, inputs: Sequence[DatasetRef]) -> None:
         self.client.log_inputs(self.id, inputs)
+
+    def log_dataset(self, name: str, data: object, message: str = "") -> DatasetVersion:
+        return self.client.log_dataset(self.id, name, data, message)
 
     def flush(self) -> None:
         self.client._buffer.flush(self.id)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.client import ActiveRun, Client
+from loopml.domain.datasets import DatasetVersion
 from loopml.domain.errors import InvalidState
 from loopml.domain.registry import ModelVersion
 
@@ -104,6 +105,12 @@ def set_tags(tags: Mapping[str, object]) -> None:
 
 def log_artifact(source: str | Path | bytes, name: str | None = None) -> None:
     _require_run().log_artifact(source, name)
+
+
+def log_dataset(name: str, data: object, message: str = "") -> DatasetVersion:
+    """Add ``data`` (a path, DataFrame, Arrow table or numpy array) as a version of dataset
+    ``name`` and record it as an input of the active run."""
+    return _require_run().log_dataset(name, data, message)
 
 
 def register_model(model: object, name: str, **kwargs: Any) -> ModelVersion:

@@ -9,13 +9,14 @@ None, ``list_*`` and ``search_*`` return a :class:`~loopml.domain.paging.Page`,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditEvent, AuditRecord
+from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
@@ -38,6 +39,10 @@ class BlobStore(Protocol):
     """Content-addressed bytes. Writes are atomic and deduplicated; reads verify the hash."""
 
     def put_bytes(self, data: bytes) -> Digest: ...
+
+    def digest(self, data: bytes) -> Digest:
+        """The digest ``put_bytes`` would store ``data`` under, without storing it."""
+        ...
 
     def put_file(self, path: Path) -> tuple[Digest, int]:
         """Store a file's content; return its digest and size."""
@@ -177,6 +182,76 @@ class RegistryStore(Protocol):
 
     def set_alias(self, name: str, alias: str, version: int, audit: AuditRecord) -> None: ...
     def delete_alias(self, name: str, alias: str, audit: AuditRecord) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewDatasetVersion:
+    name: str
+    digest: str
+    rows: int
+    columns: tuple[DataColumn, ...]
+    manifest: Digest
+    size: int
+    created_ms: int
+    author: str
+    source: str = ""
+    message: str = ""
+    profile: Digest | None = None
+
+    def to_version(self, number: int, parent: int | None) -> DatasetVersion:
+        return DatasetVersion(
+            name=self.name,
+            version=number,
+            digest=self.digest,
+            rows=self.rows,
+            columns=self.columns,
+            manifest=self.manifest,
+            size=self.size,
+            created_ms=self.created_ms,
+            author=self.author,
+            source=self.source,
+            message=self.message,
+            parent=parent,
+            profile=self.profile,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TableFile:
+    """A file of rows to add: ``path`` relative to what was added, its size and content
+    hash, and ``batches()`` to stream its rows as pyarrow record batches (typed ``Any``
+    to keep this module free of pyarrow)."""
+
+    path: str
+    size: int
+    digest: str
+    batches: Callable[[], Iterator[Any]]
+
+
+class TableReader(Protocol):
+    def files(self, path: Path) -> list[TableFile]:
+        """The file at ``path``, or the table files under the folder, in path order."""
+        ...
+
+
+class DatasetStore(Protocol):
+    def create_version(self, new: NewDatasetVersion) -> tuple[DatasetVersion, bool]:
+        """Add the next version (its parent: the newest so far), creating the dataset if
+        needed, with its audit event. If the dataset already has a version with the same
+        content digest, return that one and False instead: nothing is written."""
+        ...
+
+    def get_version(self, name: str, version: int | None) -> DatasetVersion:
+        """Version ``version``, or the newest when None."""
+        ...
+
+    def find_dataset(self, name: str) -> Dataset | None: ...
+    def list_datasets(self, page_size: int, page_token: str | None) -> Page[Dataset]: ...
+    def list_versions(
+        self, name: str, page_size: int, page_token: str | None
+    ) -> Page[DatasetVersion]:
+        """Newest first."""
+        ...
 
 
 class AuditLog(Protocol):

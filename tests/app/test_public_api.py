@@ -26,6 +26,7 @@ EXPECTED = {
     "get_client",
     "load_model",
     "log_artifact",
+    "log_dataset",
     "log_metric",
     "log_metrics",
     "log_param",

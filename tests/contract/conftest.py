@@ -1,7 +1,7 @@
 """Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
 
-Every test that asks for ``tracking``, ``registry`` or ``audit`` runs once per backend, with
-the three stores sharing one fresh, empty database:
+Every test that asks for ``tracking``, ``registry``, ``audit`` or ``datasets`` runs once per
+backend, with the stores sharing one fresh, empty database:
 
 * ``memory``: a new :class:`MemoryDatabase`;
 * ``sqlite``: a copy of a template file migrated once per session (migrating per test
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
+from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
     MemoryDatabase,
@@ -33,6 +34,7 @@ from loopml.adapters.memory.stores import (
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
+from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.schema import metadata
 from loopml.adapters.sql.tracking import SqlTrackingStore
@@ -41,7 +43,7 @@ from loopml.domain.audit import GENESIS_HASH
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from loopml.ports import AuditLog, RegistryStore, TrackingStore
+    from loopml.ports import AuditLog, DatasetStore, RegistryStore, TrackingStore
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,6 +71,7 @@ class Stores:
     tracking: TrackingStore
     registry: RegistryStore
     audit: AuditLog
+    datasets: DatasetStore
 
 
 @pytest.fixture
@@ -135,6 +138,7 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             MemoryTrackingStore(mem),
             MemoryRegistryStore(mem, clock),
             MemoryAuditLog(mem, clock),
+            MemoryDatasetStore(mem),
         )
         return
     if backend == "sqlite":
@@ -146,7 +150,11 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
         _reset_postgres(db)
     try:
         yield Stores(
-            backend, SqlTrackingStore(db), SqlRegistryStore(db, clock), SqlAuditLog(db, clock)
+            backend,
+            SqlTrackingStore(db),
+            SqlRegistryStore(db, clock),
+            SqlAuditLog(db, clock),
+            SqlDatasetStore(db),
         )
     finally:
         if backend == "sqlite":
@@ -171,3 +179,8 @@ def registry(stores: Stores) -> RegistryStore:
 @pytest.fixture
 def audit(stores: Stores) -> AuditLog:
     return stores.audit
+
+
+@pytest.fixture
+def datasets(stores: Stores) -> DatasetStore:
+    return stores.datasets

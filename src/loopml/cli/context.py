@@ -47,6 +47,9 @@ class _LazyConsole:
         self._console: Console | None = None
 
     def __getattr__(self, name: str) -> Any:
+        return getattr(self._console_or_new(), name)
+
+    def _console_or_new(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
@@ -57,7 +60,7 @@ class _LazyConsole:
             self._console = Console(
                 stderr=self._stderr, highlight=False, soft_wrap=True, width=width
             )
-        return getattr(self._console, name)
+        return self._console
 
 
 out: Any = _LazyConsole(stderr=False)
@@ -131,3 +134,24 @@ def fmt_value(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+@contextmanager
+def progress(description: str, unit: str) -> Iterator[Any]:
+    """A live count on stderr while long work runs; nothing when stderr is not a terminal.
+
+    Yields ``advance(n)``, to call as work is done."""
+    if not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} " + unit),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err._console_or_new(), transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda n: bar.advance(task, n)

@@ -113,6 +113,9 @@ class FsspecBlobStore:
     def __repr__(self) -> str:
         return f"FsspecBlobStore({self.url!r})"
 
+    def digest(self, data: bytes) -> Digest:
+        return hash_bytes(data)
+
     def put_bytes(self, data: bytes) -> Digest:
         digest = hash_bytes(data)
         if self._local is None:

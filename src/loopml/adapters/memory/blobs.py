@@ -28,6 +28,9 @@ class MemoryBlobStore:
     def __repr__(self) -> str:
         return f"MemoryBlobStore({len(self.objects)} objects)"
 
+    def digest(self, data: bytes) -> Digest:
+        return hash_bytes(data)
+
     def put_bytes(self, data: bytes) -> Digest:
         digest = hash_bytes(data)
         self.objects.setdefault(digest, bytes(data))

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
     from loopml.domain.artifacts import ArtifactRef
+    from loopml.domain.datasets import DatasetVersion
     from loopml.ports import Clock, NewModelVersion, NewRun, StageChange
 
 T = TypeVar("T")
@@ -98,6 +99,7 @@ class MemoryDatabase:
         self.experiments: dict[str, Experiment] = {}
         self.runs: dict[str, _RunState] = {}  # in creation order
         self.models: dict[str, _ModelState] = {}
+        self.datasets: dict[str, list[DatasetVersion]] = {}  # versions in order
         self.events: list[AuditEvent] = []
         self.head: tuple[int, str] | None = None
 
@@ -125,7 +127,7 @@ class MemoryDatabase:
         return found
 
 
-def _page(items: Sequence[T], page_size: int, offset: int, fingerprint: str) -> Page[T]:
+def page_of(items: Sequence[T], page_size: int, offset: int, fingerprint: str) -> Page[T]:
     more = len(items) > offset + page_size
     return Page(
         list(items[offset : offset + page_size]),
@@ -168,7 +170,7 @@ class MemoryTrackingStore:
             fp = query_fingerprint("experiments")
             offset = decode_token(page_token, fp)
             items = [self.db.experiments[n] for n in sorted(self.db.experiments)]
-            return _page(items, page_size, offset, fp)
+            return page_of(items, page_size, offset, fp)
 
     # runs --------------------------------------------------------------------------------
     def create_run(self, run: NewRun) -> None:
@@ -267,7 +269,7 @@ class MemoryTrackingStore:
             ]
         if expr is not None:
             runs = [r for r in runs if matches(expr, r)]
-        return _page(sort_runs(runs, order), page_size, offset, fp)
+        return page_of(sort_runs(runs, order), page_size, offset, fp)
 
 
 class MemoryRegistryStore:
@@ -302,7 +304,7 @@ class MemoryRegistryStore:
             fp = query_fingerprint("models")
             offset = decode_token(page_token, fp)
             items = [self.db.models[n].snapshot() for n in sorted(self.db.models)]
-            return _page(items, page_size, offset, fp)
+            return page_of(items, page_size, offset, fp)
 
     def create_version(self, new: NewModelVersion, actor: str) -> ModelVersion:
         with self.db.lock:
@@ -340,7 +342,7 @@ class MemoryRegistryStore:
                 for v in sorted(state.versions, reverse=True)
                 if stage is None or state.versions[v].stage is stage
             ]
-        return _page(items, page_size, offset, fp)
+        return page_of(items, page_size, offset, fp)
 
     def set_stages(
         self,
@@ -407,7 +409,7 @@ class MemoryAuditLog:
             events = [
                 e for e in events if e.object_id == object_id or e.object_id.startswith(prefixes)
             ]
-        return _page(events, page_size, offset, fp)
+        return page_of(events, page_size, offset, fp)
 
     def iter_events(self, until_seq: int | None = None) -> Iterator[AuditEvent]:
         with self.db.lock:

@@ -180,3 +180,32 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
 )
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("latest_version", Integer, nullable=False),
+)
+
+# One row per immutable version; its chunk list lives in the manifest blob.
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("dataset_id", BigInteger, ForeignKey("datasets.id"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(80), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("columns", Text, nullable=False),  # JSON [[name, arrow type], ...]
+    Column("manifest", String(80), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("profile", String(80)),
+    Column("source", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("parent", Integer),
+    Column("author", String(256), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_dataset_versions_digest", "dataset_id", "digest"),
+)

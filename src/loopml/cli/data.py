@@ -1,0 +1,157 @@
+"""``loopml data add|list|show|log|get``: versioned datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from loopml.cli.context import (
+    fmt_ms,
+    handled,
+    new_table,
+    out,
+    print_json,
+    progress,
+    state,
+)
+
+if TYPE_CHECKING:
+    from loopml.domain.datasets import DatasetVersion
+
+app = typer.Typer(help="Versioned datasets: add, list, show, log and get.", no_args_is_help=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def version_dict(v: DatasetVersion) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "ref": v.ref,
+        "digest": v.digest,
+        "rows": v.rows,
+        "columns": [{"name": c.name, "type": c.type} for c in v.columns],
+        "size": v.size,
+        "source": v.source,
+        "message": v.message,
+        "parent": v.parent,
+        "author": v.author,
+        "created_ms": v.created_ms,
+        "manifest": str(v.manifest),
+        "profile": None if v.profile is None else str(v.profile),
+    }
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. bikes.")],
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file, or a folder of them.")],
+    message: Annotated[str, typer.Option("--message", "-m", help="Why this version.")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a new version of NAME from PATH (identical content returns the existing one)."""
+    with handled():
+        client = state(ctx).client()
+        with progress(f"adding {name}", "rows") as advance:
+            result = client.app.datasets.add_path(name, path, client.actor, message, advance)
+    v = result.version
+    if as_json:
+        print_json(
+            {
+                **version_dict(v),
+                "created": result.created,
+                "new_chunks": result.new_chunks,
+                "reused_chunks": result.reused_chunks,
+                "new_bytes": result.new_bytes,
+            }
+        )
+        return
+    if not result.created:
+        out.print(f"{v.ref}: same content as this version; nothing stored")
+        return
+    chunks = result.new_chunks + result.reused_chunks
+    out.print(
+        f"{v.ref}: {v.rows:,} rows, {len(v.columns)} columns; stored {result.new_chunks} "
+        f"new of {chunks} chunks ({result.new_bytes:,} bytes)"
+        + (f", parent {v.name}@{v.parent}" if v.parent else "")
+    )
+
+
+@app.command("list")
+def list_datasets(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Datasets and their newest version."""
+    with handled():
+        page = state(ctx).client().app.datasets.list_datasets(page_size=1000)
+    if as_json:
+        print_json(
+            [
+                {"name": d.name, "latest_version": d.latest_version, "created_ms": d.created_ms}
+                for d in page
+            ]
+        )
+        return
+    table = new_table("dataset", "latest", "created")
+    for d in page:
+        table.add_row(d.name, f"v{d.latest_version}", fmt_ms(d.created_ms))
+    out.print(table)
+    if not page.items:
+        out.print("No datasets yet: add one with `loopml data add NAME PATH`.")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@VERSION.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """One version: rows, columns, size, where it came from."""
+    with handled():
+        v = state(ctx).client().get_dataset(ref)
+    if as_json:
+        print_json(version_dict(v))
+        return
+    out.print(f"{v.ref}  {v.rows:,} rows  {v.size:,} bytes  {v.digest}")
+    out.print(f"added {fmt_ms(v.created_ms)} by {v.author} from {v.source or '-'}")
+    if v.message:
+        out.print(f"message: {v.message}")
+    table = new_table("column", "type")
+    for c in v.columns:
+        table.add_row(c.name, c.type)
+    out.print(table)
+
+
+@app.command("log")
+def log(ctx: typer.Context, name: str, as_json: JsonFlag = False) -> None:
+    """Every version of NAME, newest first."""
+    with handled():
+        versions = list(state(ctx).client().app.datasets.log(name, page_size=1000))
+    if as_json:
+        print_json([version_dict(v) for v in versions])
+        return
+    table = new_table("version", "rows", "columns", "parent", "author", "created", "message")
+    for v in versions:
+        table.add_row(
+            f"v{v.version}",
+            f"{v.rows:,}",
+            str(len(v.columns)),
+            f"v{v.parent}" if v.parent else "-",
+            v.author,
+            fmt_ms(v.created_ms),
+            v.message or "-",
+        )
+    out.print(table)
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@VERSION.")],
+    to: Annotated[Path, typer.Option("--to", help="Parquet file to write.")],
+) -> None:
+    """Write a version's rows to one Parquet file (each chunk's hash checked on read)."""
+    with handled():
+        v = state(ctx).client().app.datasets.export(ref, to)
+    out.print(f"wrote {v.ref} ({v.rows:,} rows) to {to}")

@@ -1,0 +1,274 @@
+"""Dataset versions: add, read back, export, and the numbers behind deduplication.
+
+``add`` streams each source file's record batches, cuts them into chunks of
+``CHUNK_ROWS`` rows at fixed offsets of the file, writes each chunk as Parquet to the
+artifact store (which keeps identical bytes once), then writes the manifest and the
+version in one metadata transaction with its audit event. A failure before that
+transaction leaves no version; chunk blobs already written are unreferenced and
+identifiable as such (only manifests reference chunks).
+
+Chunks are encoded deterministically (fixed Parquet options, no timestamps), so the same
+rows give the same bytes and the same digest on every add.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.domain.datasets import (
+    CHUNK_ROWS,
+    DataChunk,
+    DataColumn,
+    Dataset,
+    DatasetVersion,
+    Manifest,
+    SourceFile,
+    content_digest,
+    parse_dataset_ref,
+)
+from loopml.domain.errors import InvalidInput
+from loopml.domain.names import validate_identifier
+from loopml.domain.paging import Page
+from loopml.ports import (
+    BlobStore,
+    Clock,
+    DatasetStore,
+    NewDatasetVersion,
+    TableFile,
+    TableReader,
+)
+
+Progress = Callable[[int], None]  # called with the number of rows just stored
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """A version and what adding it cost: chunks written new versus already stored."""
+
+    version: DatasetVersion
+    created: bool
+    new_chunks: int
+    reused_chunks: int
+    new_bytes: int
+
+
+class DatasetService:
+    def __init__(
+        self,
+        store: DatasetStore,
+        blobs: BlobStore,
+        reader: TableReader,
+        clock: Clock,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.reader = reader
+        self.clock = clock
+        self.chunk_rows = chunk_rows
+
+    # adding ------------------------------------------------------------------------------
+    def add_path(
+        self,
+        name: str,
+        path: Path,
+        actor: str,
+        message: str = "",
+        progress: Progress | None = None,
+    ) -> AddResult:
+        validate_identifier("dataset name", name)
+        files = self.reader.files(path)
+        return self._add(name, files, str(path), actor, message, progress)
+
+    def add_table(
+        self, name: str, table: pa.Table, actor: str, source: str = "", message: str = ""
+    ) -> AddResult:
+        validate_identifier("dataset name", name)
+        file = TableFile("", table.nbytes, "", lambda: iter(table.to_batches()))
+        return self._add(name, [file], source, actor, message, None)
+
+    def _add(
+        self,
+        name: str,
+        files: Sequence[TableFile],
+        source: str,
+        actor: str,
+        message: str,
+        progress: Progress | None,
+    ) -> AddResult:
+        schema: pa.Schema | None = None
+        chunks: list[DataChunk] = []
+        new_chunks = new_bytes = 0
+        for file in files:
+            offset = 0
+            for table in _rechunk(file.batches(), self.chunk_rows):
+                if schema is None:
+                    schema = table.schema
+                elif not table.schema.equals(schema):
+                    raise _schema_mismatch(file.path or source, schema, table.schema)
+                if not table.num_rows:
+                    continue
+                data = _parquet_bytes(table)
+                digest = self.blobs.digest(data)
+                if not self.blobs.exists(digest):
+                    self.blobs.put_bytes(data)
+                    new_chunks += 1
+                    new_bytes += len(data)
+                chunks.append(DataChunk(digest, table.num_rows, len(data), file.path, offset))
+                offset += table.num_rows
+                if progress is not None:
+                    progress(table.num_rows)
+        if schema is None:
+            raise InvalidInput(
+                f"{source or 'the data'} has no columns; a dataset needs at least one column"
+            )
+        columns = tuple(DataColumn(f.name, str(f.type)) for f in schema)
+        manifest = Manifest(
+            tuple(chunks),
+            tuple(SourceFile(f.path, f.size, f.digest) for f in files if f.path),
+        )
+        manifest_digest = self.blobs.put_bytes(_json_bytes(manifest.to_dict()))
+        version, created = self.store.create_version(
+            NewDatasetVersion(
+                name=name,
+                digest=content_digest(columns, manifest.chunks),
+                rows=sum(c.rows for c in chunks),
+                columns=columns,
+                manifest=manifest_digest,
+                size=manifest.size,
+                created_ms=self.clock.now_ms(),
+                author=actor,
+                source=source,
+                message=message,
+            )
+        )
+        reused = len(chunks) - new_chunks
+        return AddResult(version, created, new_chunks if created else 0, reused, new_bytes)
+
+    # reading -----------------------------------------------------------------------------
+    def get(self, ref: str) -> DatasetVersion:
+        name, number = parse_dataset_ref(ref)
+        return self.store.get_version(name, number)
+
+    def manifest(self, version: DatasetVersion) -> Manifest:
+        return Manifest.from_dict(json.loads(self.blobs.get_bytes(version.manifest)))
+
+    def batches(self, version: DatasetVersion) -> Iterator[pa.RecordBatch]:
+        """The version's rows, chunk by chunk, each chunk's hash verified on read."""
+        for chunk in self.manifest(version).chunks:
+            data = self.blobs.get_bytes(chunk.digest)
+            yield from pq.read_table(pa.BufferReader(data)).to_batches()
+
+    def read(self, ref: str) -> pa.Table:
+        version = self.get(ref)
+        batches = list(self.batches(version))
+        schema = batches[0].schema if batches else None
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def export(self, ref: str, dest: Path) -> DatasetVersion:
+        """Write the version as one Parquet file at ``dest`` (atomically: temp, rename)."""
+        version = self.get(ref)
+        tmp = dest.with_name(f".{dest.name}.loopml-tmp")
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in self.batches(version):
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, batch.schema)
+                writer.write_batch(batch)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        if writer is None:
+            raise InvalidInput(f"{version.ref} has no rows to export")
+        writer.close()
+        tmp.replace(dest)
+        return version
+
+    def list_datasets(self, page_size: int = 100, page_token: str | None = None) -> Page[Dataset]:
+        return self.store.list_datasets(page_size, page_token)
+
+    def log(
+        self, name: str, page_size: int = 100, page_token: str | None = None
+    ) -> Page[DatasetVersion]:
+        validate_identifier("dataset name", name)
+        return self.store.list_versions(name, page_size, page_token)
+
+
+def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Regroup a stream of batches into tables of exactly ``rows`` rows (the last shorter),
+    so chunk boundaries depend on row offsets only, never on how the source was read."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    empty: pa.RecordBatch | None = None
+    for batch in batches:
+        rest = _normalize(batch)
+        empty = rest.slice(0, 0)
+        while rest.num_rows:
+            take = min(rows - count, rest.num_rows)
+            pending.append(rest.slice(0, take))
+            count += take
+            rest = rest.slice(take)
+            if count == rows:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
+    elif empty is not None and not pending:
+        yield pa.Table.from_batches([empty])  # no row left over: still say the columns
+
+
+_LARGE = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
+
+
+def _normalize(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Store large_string as string (and large_binary as binary): pandas writes the one,
+    CSV reads the other, and the same rows must give the same chunk either way."""
+    if not any(f.type in _LARGE for f in batch.schema):
+        return batch
+    schema = pa.schema(
+        [f.with_type(_LARGE.get(f.type, f.type)) for f in batch.schema], batch.schema.metadata
+    )
+    return batch.cast(schema)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table.replace_schema_metadata(None),
+        sink,
+        compression="zstd",
+        row_group_size=len(table) or None,
+        store_schema=True,
+    )
+    return bytes(sink.getvalue())
+
+
+def _json_bytes(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _schema_mismatch(where: str, first: pa.Schema, other: pa.Schema) -> InvalidInput:
+    ours = {f.name: str(f.type) for f in first}
+    theirs = {f.name: str(f.type) for f in other}
+    problems = [f"column {n!r} is missing" for n in ours if n not in theirs]
+    problems += [f"column {n!r} is extra" for n in theirs if n not in ours]
+    problems += [
+        f"column {n!r} is {theirs[n]}, expected {ours[n]}"
+        for n in ours
+        if n in theirs and ours[n] != theirs[n]
+    ]
+    if not problems:
+        problems = ["the columns are in another order"]
+    return InvalidInput(
+        f"{where} does not match the columns of the data before it: {'; '.join(problems)}; "
+        "every file of a dataset must have the same columns and types"
+    )

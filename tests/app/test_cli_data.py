@@ -1,0 +1,70 @@
+"""``loopml data`` in-process, on a real workspace and real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from loopml.cli.main import app
+
+runner = CliRunner()
+
+
+def cli(ws: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--workspace", str(ws), *args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == 0
+    return tmp_path / "ws"
+
+
+def test_add_log_show_get_round_trip(ws: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bikes.csv"
+    pd.DataFrame({"hr": [0, 1, 2], "cnt": [3.5, 4.0, None]}).to_csv(src, index=False)
+    code, output = cli(ws, "data", "add", "bikes", str(src), "-m", "first")
+    assert code == 0, output
+    assert "bikes@1: 3 rows, 2 columns; stored 1 new of 1 chunks" in output
+    code, output = cli(ws, "data", "add", "bikes", str(src))
+    assert (code, output.strip()) == (0, "bikes@1: same content as this version; nothing stored")
+
+    pd.DataFrame({"hr": [0, 1, 2, 3], "cnt": [3.5, 4.0, None, 1.0]}).to_csv(src, index=False)
+    code, output = cli(ws, "data", "add", "bikes", str(src), "--json")
+    added = json.loads(output)
+    assert (added["version"], added["parent"], added["rows"], added["created"]) == (2, 1, 4, True)
+
+    code, output = cli(ws, "data", "log", "bikes", "--json")
+    assert [v["version"] for v in json.loads(output)] == [2, 1]
+    code, output = cli(ws, "data", "show", "bikes@1")
+    assert code == 0 and "hr" in output and "int64" in output and "message: first" in output
+
+    dest = tmp_path / "out.parquet"
+    code, output = cli(ws, "data", "get", "bikes@1", "--to", str(dest))
+    assert code == 0, output
+    assert pq.read_table(dest).column("cnt").to_pylist() == [3.5, 4.0, None]
+    code, output = cli(ws, "data", "list", "--json")
+    assert json.loads(output)[0]["latest_version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["data", "show", "nope"], 3, "dataset 'nope' does not exist"),
+        (["data", "show", "bikes@0"], 2, "expected NAME, NAME@latest or NAME@N"),
+        (["data", "add", "bikes", "missing.csv"], 3, "missing.csv does not exist"),
+        (["data", "add", "a/b", "."], 2, "dataset name 'a/b' is not valid"),
+    ],
+)
+def test_bad_input_exits_with_its_code_and_one_clear_line(
+    ws: Path, args: list[str], code: int, message: str
+) -> None:
+    got, output = cli(ws, *args)
+    assert got == code
+    assert message in output

@@ -1,0 +1,173 @@
+"""Dataset versions end to end over in-memory stores and real files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from loopml.adapters.memory.blobs import MemoryBlobStore
+from loopml.adapters.memory.datasets import MemoryDatasetStore
+from loopml.adapters.memory.stores import MemoryDatabase
+from loopml.adapters.tables import FileTableReader
+from loopml.client import Client
+from loopml.domain.errors import InvalidInput, NotFound
+from loopml.services.datasets import DatasetService
+
+
+class _Clock:
+    def now_ms(self) -> int:
+        return 1_700_000_000_000
+
+
+@pytest.fixture
+def blobs() -> MemoryBlobStore:
+    return MemoryBlobStore()
+
+
+@pytest.fixture
+def service(blobs: MemoryBlobStore) -> DatasetService:
+    store = MemoryDatasetStore(MemoryDatabase())
+    return DatasetService(store, blobs, FileTableReader(), _Clock(), chunk_rows=100)
+
+
+def _frame(rows: int, start: int = 0) -> pd.DataFrame:
+    ids = np.arange(start, start + rows)
+    return pd.DataFrame({"id": ids, "x": ids * 0.5, "city": np.where(ids % 2, "a", "b")})
+
+
+def test_identical_content_returns_the_existing_version_and_stores_nothing(
+    service: DatasetService, blobs: MemoryBlobStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.parquet"
+    _frame(250).to_parquet(path)
+    first = service.add_path("d", path, "ana")
+    assert (first.created, first.new_chunks, first.version.rows) == (True, 3, 250)
+    stored = len(blobs.objects)
+    again = service.add_path("d", path, "ana")
+    assert not again.created
+    assert again.version == first.version
+    assert (again.new_chunks, again.new_bytes) == (0, 0)
+    assert len(blobs.objects) == stored
+
+
+def test_appending_rows_stores_only_the_new_chunks(
+    service: DatasetService, blobs: MemoryBlobStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "d.csv"
+    _frame(250).to_csv(path, index=False)
+    service.add_path("d", path, "ana")
+    pd.concat([_frame(250), _frame(180, start=250)]).to_csv(path, index=False)
+    appended = service.add_path("d", path, "ana", message="more rows")
+    # rows 0-199 are two unchanged chunks; 200-299, 300-399, 400-429 are new
+    assert (appended.reused_chunks, appended.new_chunks) == (2, 3)
+    assert appended.version.parent == 1
+    assert appended.version.rows == 430
+    table = service.read("d@2")
+    assert table.column("id").to_pylist() == list(range(430))
+
+
+def test_a_folder_is_the_files_in_path_order_and_keeps_their_hashes(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    (tmp_path / "part").mkdir()
+    _frame(30, start=100).to_csv(tmp_path / "part" / "b.csv", index=False)
+    _frame(40).to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "notes.txt").write_text("not data")
+    result = service.add_path("d", tmp_path, "ana")
+    manifest = service.manifest(result.version)
+    assert [f.path for f in manifest.files] == ["a.parquet", "part/b.csv"]
+    assert [(c.file, c.rows) for c in manifest.chunks] == [("a.parquet", 40), ("part/b.csv", 30)]
+    assert service.read("d").column("id").to_pylist()[38:42] == [38, 39, 100, 101]
+
+
+def test_export_writes_one_parquet_file_with_every_row(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    service.add_table("d", pa.Table.from_pandas(_frame(250), preserve_index=False), "ana")
+    dest = tmp_path / "out.parquet"
+    version = service.export("d@1", dest)
+    assert pq.read_table(dest).equals(service.read("d@1"))
+    assert version.rows == 250
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temp file left
+
+
+def test_sdk_log_dataset_records_the_version_as_a_run_input(client: Client) -> None:
+    with client.start_run("e") as run:
+        version = run.log_dataset("bikes", _frame(10))
+    [ref] = client.get_run(run.id).inputs
+    assert (ref.name, ref.version, ref.digest) == ("bikes", 1, version.digest)
+    assert client.read_dataset("bikes@1").num_rows == 10
+    assert client.add_dataset("bikes", np.arange(6).reshape(3, 2)).version.columns[1].name == "c1"
+
+
+# bad input: each error names the file and what to do; nothing is half-added ---------------
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("ragged.csv", b"a,b\n1,2\n3,4,5\n", r"ragged\.csv.*Expected 2 columns.*ragged rows"),
+        ("latin.csv", "a,b\ncafé,1\n".encode("latin-1"), r"latin\.csv.*UTF-?8.*iconv"),
+        ("empty.csv", b"", r"empty\.csv is empty; a CSV file needs at least a header"),
+        ("dupes.csv", b"a,b,a\n1,2,3\n", r"dupes\.csv has two columns named 'a'.*column 3"),
+        ("trunc.parquet", b"PAR1" + b"\0" * 20, r"trunc\.parquet.*truncated or not Parquet"),
+        ("notes.txt", b"x", r"notes\.txt is not a CSV or Parquet file"),
+    ],
+)
+def test_unreadable_files_are_refused_clearly_and_add_nothing(
+    service: DatasetService,
+    blobs: MemoryBlobStore,
+    tmp_path: Path,
+    name: str,
+    content: bytes,
+    message: str,
+) -> None:
+    path = _write(tmp_path / name, content)
+    with pytest.raises(InvalidInput, match=message):
+        service.add_path("d", path, "ana")
+    assert service.store.find_dataset("d") is None
+    assert blobs.objects == {}
+
+
+def test_a_column_of_mixed_types_names_the_column_and_the_value(
+    service: DatasetService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Types are inferred from the first block; a later value that does not fit is refused.
+    monkeypatch.setattr("loopml.adapters.tables._CSV_BLOCK", 1 << 10)
+    rows = "\n".join(str(i) for i in range(2_000))
+    path = _write(tmp_path / "mixed.csv", f"n\n{rows}\nabc\n".encode())
+    with pytest.raises(InvalidInput, match=r"mixed\.csv.*'n'.*abc.*clean the column"):
+        service.add_path("d", path, "ana")
+    assert service.store.find_dataset("d") is None
+
+
+def test_a_dataframe_column_of_mixed_types_is_refused_with_its_name(client: Client) -> None:
+    frame = pd.DataFrame({"ok": [1, 2], "mixed": [1, "two"]})
+    with pytest.raises(InvalidInput, match=r"column mixed.*values of one type"):
+        client.add_dataset("d", frame)
+
+
+def test_files_of_a_folder_must_share_their_columns(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    _write(tmp_path / "a.csv", b"a,b\n1,2\n")
+    _write(tmp_path / "b.csv", b"a,c\n1,x\n")
+    with pytest.raises(InvalidInput, match=r"b\.csv does not match.*'b' is missing.*'c' is extra"):
+        service.add_path("d", tmp_path, "ana")
+
+
+def test_missing_paths_and_bad_names_are_refused(service: DatasetService, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match=r"nope\.csv does not exist"):
+        service.add_path("d", tmp_path / "nope.csv", "ana")
+    with pytest.raises(InvalidInput, match=r"dataset name '\.\./d' is not valid"):
+        service.add_path("../d", tmp_path, "ana")
+    with pytest.raises(InvalidInput, match=r"version 'x'.*NAME@N"):
+        service.get("d@x")
