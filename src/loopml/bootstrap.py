@@ -32,6 +32,7 @@ from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.tracking import SqlTrackingStore
+from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from loopml.domain.errors import ConfigError
@@ -84,6 +85,7 @@ def _wire(
     cwd: Path,
 ) -> Loopml:
     provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
+    index = StatIndex(None if settings is None else settings.root / STATE_DIR / "index")
     return Loopml(
         settings=settings,
         clock=clock,
@@ -91,7 +93,7 @@ def _wire(
         tracking=TrackingService(tracking, blobs, clock, provenance),
         registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
         audit=AuditService(audit),
-        datasets=DatasetService(datasets, blobs, FileTableReader(), clock),
+        datasets=DatasetService(datasets, blobs, FileTableReader(), index, clock),
         database=database,
     )
 

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditEvent, AuditRecord
-from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion
+from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion, FolderStatus, SourceFile
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
@@ -226,6 +226,18 @@ class TableFile:
     size: int
     digest: str
     batches: Callable[[], Iterator[Any]]
+    mtime_ns: int = 0  # stat taken before hashing; 0 for data that is not a file
+    inode: int = 0
+
+
+class FileIndex(Protocol):
+    """Local stat records of added folders, so status re-hashes only what changed."""
+
+    def record(self, name: str, version: int, root: Path, files: list[TableFile]) -> None: ...
+    def holds(self, name: str, version: int) -> bool: ...
+    def status(
+        self, name: str, version: int, root: Path, baseline: list[SourceFile] | None
+    ) -> FolderStatus: ...
 
 
 class TableReader(Protocol):

@@ -68,3 +68,18 @@ def test_bad_input_exits_with_its_code_and_one_clear_line(
     got, output = cli(ws, *args)
     assert got == code
     assert message in output
+
+
+def test_status_lists_changes_and_exits_1_until_they_are_added(ws: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    pd.DataFrame({"a": [1, 2]}).to_parquet(tree / "one.parquet")
+    assert cli(ws, "data", "add", "t", str(tree))[0] == 0
+    code, output = cli(ws, "data", "status", "t")
+    assert (code, output.strip()) == (0, "t@1: no changes (1 unchanged, 0 hashed again)")
+    pd.DataFrame({"a": [3]}).to_parquet(tree / "two.parquet")
+    code, output = cli(ws, "data", "status", "t", "--json")
+    assert code == 1
+    assert json.loads(output)["added"] == ["two.parquet"]
+    assert cli(ws, "data", "add", "t", str(tree))[0] == 0
+    assert cli(ws, "data", "status", "t")[0] == 0

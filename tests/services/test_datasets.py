@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from loopml.adapters.memory.blobs import MemoryBlobStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.stores import MemoryDatabase
+from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.client import Client
 from loopml.domain.errors import InvalidInput, NotFound
@@ -30,9 +33,10 @@ def blobs() -> MemoryBlobStore:
 
 
 @pytest.fixture
-def service(blobs: MemoryBlobStore) -> DatasetService:
+def service(blobs: MemoryBlobStore, tmp_path: Path) -> DatasetService:
     store = MemoryDatasetStore(MemoryDatabase())
-    return DatasetService(store, blobs, FileTableReader(), _Clock(), chunk_rows=100)
+    index = StatIndex(tmp_path / "index")
+    return DatasetService(store, blobs, FileTableReader(), index, _Clock(), chunk_rows=100)
 
 
 def _frame(rows: int, start: int = 0) -> pd.DataFrame:
@@ -171,3 +175,51 @@ def test_missing_paths_and_bad_names_are_refused(service: DatasetService, tmp_pa
         service.add_path("../d", tmp_path, "ana")
     with pytest.raises(InvalidInput, match=r"version 'x'.*NAME@N"):
         service.get("d@x")
+
+
+# status -----------------------------------------------------------------------------------
+def _folder(root: Path, files: int) -> Path:
+    root.mkdir()
+    for i in range(files):
+        _frame(5, start=10 * i).to_csv(root / f"f{i:03}.csv", index=False)
+    return root
+
+
+def test_status_rehashes_only_files_whose_stat_changed(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _folder(tmp_path / "tree", 20)
+    service.add_path("d", root, "ana")
+    clean = service.status("d")
+    assert clean.clean and (clean.unchanged, clean.rehashed) == (20, 0)
+
+    _frame(6).to_csv(root / "f003.csv", index=False)  # modified
+    (root / "f007.csv").unlink()  # removed
+    _frame(2).to_csv(root / "new.csv", index=False)  # added
+    os.utime(root / "f010.csv", ns=(1, 1))  # touched, same content
+    status = service.status("d")
+    assert (status.added, status.removed, status.modified) == (
+        ("new.csv",),
+        ("f007.csv",),
+        ("f003.csv",),
+    )
+    assert (status.unchanged, status.rehashed) == (18, 3)  # f003, new, f010 hashed
+
+
+def test_status_without_an_index_compares_with_the_manifest(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _folder(tmp_path / "tree", 3)
+    service.add_path("d", root, "ana")
+    shutil.rmtree(tmp_path / "index")  # e.g. the version was added on another machine
+    _frame(9).to_csv(root / "f001.csv", index=False)
+    status = service.status("d")
+    assert (status.modified, status.unchanged, status.rehashed) == (("f001.csv",), 2, 3)
+
+
+def test_status_of_a_version_not_added_from_a_folder_asks_for_one(
+    service: DatasetService,
+) -> None:
+    service.add_table("d", pa.table({"a": [1]}), "ana")
+    with pytest.raises(InvalidInput, match=r"d@1 was not added from a folder.*status d PATH"):
+        service.status("d")

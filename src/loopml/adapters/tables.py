@@ -54,14 +54,20 @@ def _table_file(path: Path, relative: str) -> TableFile:
             f"loopml reads {', '.join(SUFFIXES)}"
         )
     try:
+        st = path.stat()  # before hashing: a write during the hash shows as a newer mtime
         hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
         hasher.update_mmap(path)
-        size = path.stat().st_size
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from exc
-    if kind == "csv":
-        return TableFile(relative, size, hasher.hexdigest(), lambda: _csv_batches(path))
-    return TableFile(relative, size, hasher.hexdigest(), lambda: _parquet_batches(path))
+    read = _csv_batches if kind == "csv" else _parquet_batches
+    return TableFile(
+        relative,
+        st.st_size,
+        hasher.hexdigest(),
+        lambda: read(path),
+        st.st_mtime_ns,
+        st.st_ino,
+    )
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:

@@ -155,3 +155,43 @@ def get(
     with handled():
         v = state(ctx).client().app.datasets.export(ref, to)
     out.print(f"wrote {v.ref} ({v.rows:,} rows) to {to}")
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    name: str,
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder to compare (default: where NAME came from).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What changed in a folder since the newest version of NAME (exit 1 if anything)."""
+    with handled():
+        found = state(ctx).client().app.datasets.status(name, path)
+    if as_json:
+        print_json(
+            {
+                "version": found.version,
+                "added": found.added,
+                "removed": found.removed,
+                "modified": found.modified,
+                "unchanged": found.unchanged,
+                "rehashed": found.rehashed,
+            }
+        )
+    else:
+        for label, paths in (
+            ("added", found.added),
+            ("removed", found.removed),
+            ("modified", found.modified),
+        ):
+            for p in paths:
+                out.print(f"  {label:9} {p}")
+        summary = "no changes" if found.clean else "changes not added yet"
+        out.print(
+            f"{name}@{found.version}: {summary} ({found.unchanged:,} unchanged, "
+            f"{found.rehashed:,} hashed again)"
+        )
+    if not found.clean:
+        raise typer.Exit(1)

@@ -119,6 +119,22 @@ class DatasetVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class FolderStatus:
+    """What changed in a folder since ``version``: paths relative to the folder."""
+
+    version: int
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    modified: tuple[str, ...]
+    unchanged: int
+    rehashed: int  # files whose stat had changed, so their content was hashed again
+
+    @property
+    def clean(self) -> bool:
+        return not (self.added or self.removed or self.modified)
+
+
+@dataclass(frozen=True, slots=True)
 class Dataset:
     name: str
     created_ms: int

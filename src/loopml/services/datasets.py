@@ -28,6 +28,7 @@ from loopml.domain.datasets import (
     DataColumn,
     Dataset,
     DatasetVersion,
+    FolderStatus,
     Manifest,
     SourceFile,
     content_digest,
@@ -40,6 +41,7 @@ from loopml.ports import (
     BlobStore,
     Clock,
     DatasetStore,
+    FileIndex,
     NewDatasetVersion,
     TableFile,
     TableReader,
@@ -65,12 +67,14 @@ class DatasetService:
         store: DatasetStore,
         blobs: BlobStore,
         reader: TableReader,
+        index: FileIndex,
         clock: Clock,
         chunk_rows: int = CHUNK_ROWS,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.reader = reader
+        self.index = index
         self.clock = clock
         self.chunk_rows = chunk_rows
 
@@ -85,7 +89,24 @@ class DatasetService:
     ) -> AddResult:
         validate_identifier("dataset name", name)
         files = self.reader.files(path)
-        return self._add(name, files, str(path), actor, message, progress)
+        result = self._add(name, files, str(path), actor, message, progress)
+        if path.is_dir():
+            self.index.record(name, result.version.version, path, files)
+        return result
+
+    def status(self, name: str, path: Path | None = None) -> FolderStatus:
+        """What changed in the folder (``path``, else the newest version's source) since
+        the newest version; only files whose stat changed are hashed again."""
+        version = self.store.get_version(validate_identifier("dataset name", name), None)
+        root = Path(version.source) if path is None else path
+        if not version.source and path is None:
+            raise InvalidInput(
+                f"{version.ref} was not added from a folder; give the folder to compare: "
+                f"`loopml data status {name} PATH`"
+            )
+        holds = path is None and self.index.holds(name, version.version)
+        baseline = None if holds else list(self.manifest(version).files)
+        return self.index.status(name, version.version, root, baseline)
 
     def add_table(
         self, name: str, table: pa.Table, actor: str, source: str = "", message: str = ""
