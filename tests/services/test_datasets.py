@@ -223,3 +223,15 @@ def test_status_of_a_version_not_added_from_a_folder_asks_for_one(
     service.add_table("d", pa.table({"a": [1]}), "ana")
     with pytest.raises(InvalidInput, match=r"d@1 was not added from a folder.*status d PATH"):
         service.status("d")
+
+
+def test_a_damaged_index_only_makes_status_slower_never_wrong(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _folder(tmp_path / "tree", 4)
+    service.add_path("d", root, "ana")
+    [index_file] = (tmp_path / "index").iterdir()
+    index_file.write_bytes(index_file.read_bytes()[:-7])  # truncated
+    (root / "f002.csv").unlink()
+    status = service.status("d")
+    assert (status.removed, status.unchanged, status.rehashed) == (("f002.csv",), 3, 3)

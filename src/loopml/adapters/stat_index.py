@@ -3,29 +3,56 @@
 When a folder is added, the index records each file's size, modification time (ns),
 inode and content hash, as they were *before* the file was hashed. ``status`` walks the
 folder with ``os.scandir`` and re-hashes only the files whose stat differs from the
-record (git's index works the same way); an unchanged file costs one ``stat``. A file
-written during its own hashing has a newer mtime than recorded, so it is re-hashed next
-time rather than wrongly taken as unchanged.
+record (git's index works the same way); an unchanged file costs one ``stat`` and a
+dictionary lookup. A file written during its own hashing has a newer mtime than
+recorded, so it is hashed again next time rather than wrongly taken as unchanged.
 
 The index is local state of this machine, one file per dataset under
-``.loopml/index/``, written atomically. Without one (a version added elsewhere),
-status hashes every file and compares with the version's manifest.
+``.loopml/index/``, written atomically, in a compact binary layout because loading it
+is part of every status (100,000 files: a few milliseconds, against about 170 ms as
+JSON)::
+
+    b"LOOPML-STAT-INDEX 1\\n"  then one JSON header line {"version", "root", "files"}
+    paths      UTF-8, joined by "\\n" (files whose name holds one are not indexed)
+    size, mtime_ns, inode   <i8 * n each
+    digests    32 raw bytes * n (BLAKE3)
+
+Without an index for the version (added elsewhere, or the file was lost), status hashes
+every file and compares with the version's manifest. A damaged index is only a slower
+status, never a wrong one: it is ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 import blake3
+import numpy as np
 
 from loopml.adapters.tables import SUFFIXES
 from loopml.domain.datasets import FolderStatus, SourceFile
 from loopml.domain.errors import NotFound, StorageError
 from loopml.ports import TableFile
 
-_FORMAT = 1
+_MAGIC = b"LOOPML-STAT-INDEX 1\n"
+_TABLE_SUFFIXES = tuple(SUFFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    version: int
+    index: dict[str, int]  # path -> row
+    sizes: list[int]
+    mtimes: list[int]
+    inodes: list[int]
+    digests: bytes
+
+    def digest(self, row: int) -> str:
+        return self.digests[32 * row : 32 * row + 32].hex()
 
 
 class StatIndex:
@@ -33,25 +60,40 @@ class StatIndex:
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
-        self._memory: dict[str, dict[str, object]] = {}
+        self._memory: dict[str, bytes] = {}
 
     def record(self, name: str, version: int, root: Path, files: list[TableFile]) -> None:
         """Remember the files of ``version`` as they were read."""
-        entries = {
-            f.path: [f.size, f.mtime_ns, f.inode, f.digest] for f in files if f.path and f.inode
-        }
-        body = {"format": _FORMAT, "version": version, "root": str(root), "files": entries}
+        kept = [f for f in files if f.path and f.inode and "\n" not in f.path]
+        paths = "\n".join(f.path for f in kept).encode()
+        header = {"version": version, "root": str(root), "files": len(kept), "paths": len(paths)}
+        body = b"".join(
+            (
+                _MAGIC,
+                json.dumps(header).encode() + b"\n",
+                paths,
+                np.array([f.size for f in kept], "<i8").tobytes(),
+                np.array([f.mtime_ns for f in kept], "<i8").tobytes(),
+                np.array([f.inode for f in kept], "<i8").tobytes(),
+                b"".join(bytes.fromhex(f.digest) for f in kept),
+            )
+        )
         if self.folder is None:
             self._memory[name] = body
             return
-        path = self.folder / f"{name}.json"
+        path = self.folder / f"{name}.idx"
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(body, separators=(",", ":")), encoding="utf-8")
+            tmp.write_bytes(body)
             os.replace(tmp, path)
         except OSError as exc:
             raise StorageError(f"cannot write the stat index {path}: {exc}") from exc
+
+    def holds(self, name: str, version: int) -> bool:
+        """True if the index recorded ``version``'s files (so no manifest is needed)."""
+        recorded = self._load(name)
+        return recorded is not None and recorded.version == version
 
     def status(
         self, name: str, version: int, root: Path, baseline: list[SourceFile] | None
@@ -60,60 +102,87 @@ class StatIndex:
         when given, else with the files recorded for it (see :meth:`holds`)."""
         if not root.is_dir():
             raise NotFound(f"{root} is not a folder; `loopml data status` compares a folder")
-        recorded = self._load(name) or {}
-        cache: dict[str, list[object]] = recorded.get("files", {})  # type: ignore[assignment]
-        if baseline is None:
-            expected = {path: str(entry[3]) for path, entry in cache.items()}
-        else:
+        rec = self._load(name)
+        index, sizes, mtimes, inodes = (
+            (rec.index, rec.sizes, rec.mtimes, rec.inodes) if rec else ({}, [], [], [])
+        )
+        seen: dict[str, int] = {}  # unchanged by stat: path -> recorded row
+        hashed: dict[str, str] = {}  # hashed again: path -> digest now
+        stack = [(str(root), "")]
+        while stack:  # the hot loop: one stat and one lookup per file
+            folder, prefix = stack.pop()
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    name_ = entry.name
+                    if name_.lower().endswith(_TABLE_SUFFIXES) and entry.is_file():
+                        rel = prefix + name_
+                        st = entry.stat()
+                        row = index.get(rel)
+                        if (
+                            row is not None
+                            and sizes[row] == st.st_size
+                            and mtimes[row] == st.st_mtime_ns
+                            and inodes[row] == st.st_ino
+                        ):
+                            seen[rel] = row
+                        else:
+                            hashed[rel] = _hash(entry.path)
+                    elif entry.is_dir(follow_symlinks=False):
+                        stack.append((entry.path, f"{prefix}{name_}/"))
+        rehashed = len(hashed)
+        if baseline is None:  # the index holds the version: a stat match is unchanged
+            if rec is None:
+                raise NotFound(f"no stat index for dataset {name!r}; give the version's files")
+            expected_paths: Collection[str] = index.keys()
+            changed = {p: d for p, d in hashed.items() if p in index and d != rec.digest(index[p])}
+        else:  # compare every file's digest (recorded, or hashed now) with the manifest's
             expected = {f.path: f.digest for f in baseline}
-        current: dict[str, str] = {}
-        rehashed = 0
-        for rel, full, st in _walk(root):
-            entry = cache.get(rel)
-            if entry is not None and entry[:3] == [st.st_size, st.st_mtime_ns, st.st_ino]:
-                current[rel] = str(entry[3])
-                continue
-            current[rel] = _hash(full)
-            rehashed += 1
-        added = sorted(p for p in current if p not in expected)
-        removed = sorted(p for p in expected if p not in current)
-        modified = sorted(p for p in current if p in expected and current[p] != expected[p])
-        unchanged = len(current) - len(added) - len(modified)
+            expected_paths = expected.keys()
+            now = {**{p: rec.digest(r) for p, r in seen.items()}, **hashed} if rec else hashed
+            changed = {p: d for p, d in now.items() if p in expected and d != expected[p]}
+        current = seen.keys() | hashed.keys()
+        added = sorted(p for p in current if p not in expected_paths)
+        removed = sorted(p for p in expected_paths if p not in current)
         return FolderStatus(
-            version, tuple(added), tuple(removed), tuple(modified), unchanged, rehashed
+            version,
+            tuple(added),
+            tuple(removed),
+            tuple(sorted(changed)),
+            len(current) - len(added) - len(changed),
+            rehashed,
         )
 
-    def holds(self, name: str, version: int) -> bool:
-        """True if the index recorded ``version``'s files (so no manifest is needed)."""
-        recorded = self._load(name)
-        return recorded is not None and recorded.get("version") == version
-
-    def _load(self, name: str) -> dict[str, object] | None:
+    def _load(self, name: str) -> _Recorded | None:
         if self.folder is None:
-            return self._memory.get(name)
-        path = self.folder / f"{name}.json"
-        try:
-            data: dict[str, object] = json.loads(path.read_bytes())
-        except FileNotFoundError:
+            data = self._memory.get(name)
+        else:
+            try:
+                data = (self.folder / f"{name}.idx").read_bytes()
+            except OSError:
+                return None
+        if data is None:
             return None
-        except (OSError, ValueError):
-            return None  # a damaged cache is only a slower status: hash everything
-        return data if data.get("format") == _FORMAT else None
+        try:
+            return _parse(data)
+        except (ValueError, KeyError, IndexError):
+            return None  # damaged: status falls back to hashing against the manifest
 
 
-def _walk(root: Path) -> list[tuple[str, str, os.stat_result]]:
-    """(relative posix path, full path, stat) of every table file under ``root``."""
-    found: list[tuple[str, str, os.stat_result]] = []
-    stack = [(str(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append((entry.path, f"{prefix}{entry.name}/"))
-                elif os.path.splitext(entry.name)[1].lower() in SUFFIXES and entry.is_file():
-                    found.append((prefix + entry.name, entry.path, entry.stat()))
-    return found
+def _parse(data: bytes) -> _Recorded:
+    if not data.startswith(_MAGIC):
+        raise ValueError("not a stat index")
+    header_end = data.index(b"\n", len(_MAGIC))
+    header = json.loads(data[len(_MAGIC) : header_end])
+    n = int(header["files"])
+    start = header_end + 1 + int(header["paths"])
+    paths = data[header_end + 1 : start].decode().split("\n") if n else []
+    columns = [np.frombuffer(data, "<i8", n, start + 8 * n * i).tolist() for i in range(3)]
+    digests = data[start + 24 * n :]
+    if len(digests) != 32 * n or len(paths) != n:
+        raise ValueError("truncated stat index")
+    sizes, mtimes, inodes = columns
+    index = dict(zip(paths, range(n), strict=True))
+    return _Recorded(int(header["version"]), index, sizes, mtimes, inodes, digests)
 
 
 def _hash(path: str) -> str:
