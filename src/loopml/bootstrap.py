@@ -41,6 +41,7 @@ from loopml.services.audit import AuditService
 from loopml.services.datasets import DatasetService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
+from loopml.services.validation import ValidationService
 
 WORKSPACE_TEMPLATE = f"""\
 # loopml workspace settings. Precedence: defaults < this file < LOOPML_* env < flags.
@@ -66,6 +67,7 @@ class Loopml:
     registry: RegistryService
     audit: AuditService
     datasets: DatasetService
+    validation: ValidationService
     database: SqlDatabase | None = None
 
     def close(self) -> None:
@@ -86,6 +88,8 @@ def _wire(
 ) -> Loopml:
     provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
     index = StatIndex(None if settings is None else settings.root / STATE_DIR / "index")
+    reader = FileTableReader()
+    datasets_service = DatasetService(datasets, blobs, reader, index, clock)
     return Loopml(
         settings=settings,
         clock=clock,
@@ -93,7 +97,8 @@ def _wire(
         tracking=TrackingService(tracking, blobs, clock, provenance),
         registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
         audit=AuditService(audit),
-        datasets=DatasetService(datasets, blobs, FileTableReader(), index, clock),
+        datasets=datasets_service,
+        validation=ValidationService(datasets_service, reader),
         database=database,
     )
 

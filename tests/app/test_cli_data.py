@@ -83,3 +83,55 @@ def test_status_lists_changes_and_exits_1_until_they_are_added(ws: Path, tmp_pat
     assert json.loads(output)["added"] == ["two.parquet"]
     assert cli(ws, "data", "add", "t", str(tree))[0] == 0
     assert cli(ws, "data", "status", "t")[0] == 0
+
+
+def test_schema_then_validate_is_the_data_linter_for_ci(ws: Path, tmp_path: Path) -> None:
+    rows = 200
+    frame = pd.DataFrame(
+        {
+            "id": range(rows),
+            "city": ["lyon", "oslo"] * (rows // 2),
+            "temp": [float(i % 30) for i in range(rows)],
+            "cnt": [i % 7 for i in range(rows)],
+        }
+    )
+    frame.to_parquet(tmp_path / "train.parquet")
+    assert cli(ws, "data", "add", "bikes", str(tmp_path / "train.parquet"))[0] == 0
+    schema_file = tmp_path / "bikes.toml"
+    code, output = cli(ws, "data", "schema", "bikes@1", "--label", "cnt", "-o", str(schema_file))
+    assert code == 0, output
+    assert 'label = "cnt"' in schema_file.read_text()
+
+    train = str(tmp_path / "train.parquet")
+    code, output = cli(ws, "data", "validate", "bikes", train, "--schema", str(schema_file))
+    assert code == 0, output
+    assert "passed" in output
+
+    bad = frame.drop(columns=["cnt"]).assign(city=["lyon", "<b>paris</b>"] * (rows // 2))
+    bad.loc[3, "temp"] = 999.0
+    bad.to_csv(tmp_path / "serve.csv", index=False)
+    report = tmp_path / "report.html"
+    args = ["data", "validate", "bikes", str(tmp_path / "serve.csv"), "--schema", str(schema_file)]
+    code, output = cli(ws, *args, "--json", "--html", str(report))
+    assert code == 1
+    found = {(f["check"], f["column"]) for f in json.loads(output)["findings"]}
+    assert {("label_missing", "cnt"), ("out_of_range", "temp"), ("unseen_category", "city")} <= (
+        found
+    )
+    page = report.read_text()
+    assert "&lt;b&gt;paris&lt;/b&gt;" in page and "<b>paris" not in page
+    # serving data must not carry the label: without it, only the value problems remain
+    code, output = cli(ws, *args, "--env", "serving", "--json")
+    assert code == 1
+    assert "label_missing" not in {f["check"] for f in json.loads(output)["findings"]}
+
+
+def test_a_missing_or_broken_schema_file_is_named(ws: Path, tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("a\n1\n")
+    code, output = cli(ws, "data", "validate", "d", str(tmp_path / "d.csv"), "--schema", "no.toml")
+    assert code == 3 and "schema file no.toml does not exist" in output
+    broken = tmp_path / "broken.toml"
+    broken.write_text("format_version = 1\ncolumns = 3\n")
+    data = str(tmp_path / "d.csv")
+    code, output = cli(ws, "data", "validate", "d", data, "--schema", str(broken))
+    assert code == 2 and "broken.toml" in output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -195,3 +196,86 @@ def status(
         )
     if not found.clean:
         raise typer.Exit(1)
+
+
+@app.command("schema")
+def schema(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@VERSION.")],
+    label: Annotated[str | None, typer.Option(help="The column a model predicts.")] = None,
+    key: Annotated[
+        list[str] | None, typer.Option(help="A column that identifies a row (repeatable).")
+    ] = None,
+    tolerance: Annotated[
+        float, typer.Option(help="How far ranges are widened, as a share of their width.")
+    ] = 0.1,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the schema here (TOML).")
+    ] = None,
+) -> None:
+    """Infer a schema (types, nulls, ranges, categories, key, label) to edit and commit."""
+    from loopml.domain.data_schema import schema_to_toml
+
+    with handled():
+        found = state(ctx).client().app.validation.infer(ref, label, key, tolerance)
+    text = schema_to_toml(found)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    out.print(f"wrote the schema of {ref} ({len(found.columns)} columns) to {output}")
+
+
+@app.command("validate")
+def validate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The dataset the data belongs to (for the title).")],
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file, or a folder of them.")],
+    schema_file: Annotated[Path, typer.Option("--schema", help="Schema file (TOML).")],
+    env: Annotated[
+        str, typer.Option("--env", help="training (label required) or serving (label absent).")
+    ] = "training",
+    as_json: JsonFlag = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")
+    ] = None,
+) -> None:
+    """Check a batch of data against a schema; exit 1 if any finding is an error."""
+    from loopml.services.validation import read_schema
+
+    with handled():
+        rules = read_schema(schema_file)
+        report = state(ctx).client().app.validation.validate_path(path, rules, env)
+    data = report.to_dict()
+    if html is not None:
+        from loopml.adapters.html_reports import validation_html
+
+        html.write_text(validation_html(data, f"{name}: {path.name}"), encoding="utf-8")
+    if as_json:
+        print_json(data)
+    else:
+        _print_report(report, name, path)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_report(report: Any, name: str, path: Path) -> None:
+    from rich.markup import escape  # values from the data must never be read as markup
+
+    styles = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+    if report.findings:
+        table = new_table("severity", "column", "check", "expected", "seen", "what to do")
+        for f in report.findings:
+            seen = f.seen + (f" (e.g. {', '.join(map(repr, f.examples))})" if f.examples else "")
+            sev = f.severity.value
+            table.add_row(
+                f"[{styles[sev]}]{sev}[/]",
+                *(escape(x) for x in (f.column or "-", f.check.value, f.expected, seen, f.hint)),
+            )
+        out.print(table)
+    verdict = "[green]passed[/]" if report.ok else "[bold red]failed[/]"
+    out.print(
+        f"{escape(name)} {escape(path.name)}: {verdict} ({report.rows:,} rows, "
+        f"{report.environment}): {len(report.errors)} errors, {len(report.warnings)} warnings",
+        markup=True,
+    )
