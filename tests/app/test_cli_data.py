@@ -135,3 +135,25 @@ def test_a_missing_or_broken_schema_file_is_named(ws: Path, tmp_path: Path) -> N
     data = str(tmp_path / "d.csv")
     code, output = cli(ws, "data", "validate", "d", data, "--schema", str(broken))
     assert code == 2 and "broken.toml" in output
+
+
+def test_diff_reports_rows_and_columns(ws: Path, tmp_path: Path) -> None:
+    pd.DataFrame({"id": [1, 2, 3], "v": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "a.parquet")
+    pd.DataFrame({"id": [1, 2, 4], "v": [1.0, 2.5, 4.0], "w": ["x"] * 3}).to_parquet(
+        tmp_path / "b.parquet"
+    )
+    cli(ws, "data", "add", "t", str(tmp_path / "a.parquet"))
+    cli(ws, "data", "add", "t", str(tmp_path / "b.parquet"))
+    code, output = cli(ws, "data", "diff", "t@1", "t@2", "--key", "id", "--json")
+    assert code == 0, output
+    found = json.loads(output)
+    assert {k: found["rows"][k] for k in ("added", "removed", "changed", "unchanged")} == {
+        "added": 1,
+        "removed": 1,
+        "changed": 1,
+        "unchanged": 1,
+    }
+    assert found["columns"] == [{"name": "w", "change": "added", "before": None, "after": "string"}]
+    code, output = cli(ws, "data", "diff", "t@1", "t@2")
+    assert "rows: +2 added, -2 removed" in output
+    assert "column w: added (string)" in output

@@ -235,3 +235,40 @@ def test_a_damaged_index_only_makes_status_slower_never_wrong(
     (root / "f002.csv").unlink()
     status = service.status("d")
     assert (status.removed, status.unchanged, status.rehashed) == (("f002.csv",), 3, 3)
+
+
+# diff -------------------------------------------------------------------------------------
+def test_diff_counts_rows_and_reads_only_chunks_that_differ(service: DatasetService) -> None:
+    base = _frame(250)
+    service.add_table("d", pa.Table.from_pandas(base, preserve_index=False), "ana")
+    grown = pd.concat([base, _frame(60, start=250)])
+    service.add_table("d", pa.Table.from_pandas(grown, preserve_index=False), "ana")
+    diff = service.diff("d@1", "d@2")
+    # rows 0-199 are two chunks both versions hold: counted unchanged without being read
+    assert (diff.rows.added, diff.rows.removed, diff.rows.unchanged) == (60, 0, 250)
+    assert diff.rows.skipped_chunks == 2
+    assert diff.columns == ()
+
+
+def test_diff_by_key_tells_changed_rows_from_added_and_removed(service: DatasetService) -> None:
+    base = _frame(10)
+    service.add_table("d", pa.Table.from_pandas(base, preserve_index=False), "ana")
+    edited = base[base.id != 3].copy()  # id 3 removed
+    edited.loc[edited.id == 5, "x"] = 99.0  # id 5 changed
+    edited = pd.concat([edited, _frame(2, start=100)])  # ids 100, 101 added
+    edited["new"] = 1
+    service.add_table("d", pa.Table.from_pandas(edited, preserve_index=False), "ana")
+    diff = service.diff("d@1", "d@2", key=["id"])
+    rows = diff.rows
+    assert (rows.added, rows.removed, rows.changed, rows.unchanged) == (2, 1, 1, 8)
+    assert rows.examples == {"added": ("100", "101"), "changed": ("5",)}
+    assert [(c.name, c.change) for c in diff.columns] == [("new", "added")]
+    with pytest.raises(InvalidInput, match=r"key column\(s\) 'new' are not in both"):
+        service.diff("d@1", "d@2", key=["new"])
+
+
+def test_without_a_key_rows_compare_as_a_multiset(service: DatasetService) -> None:
+    service.add_table("d", pa.table({"a": [1, 1, 1, 2, None]}), "ana")
+    service.add_table("d", pa.table({"a": [1, 1, 2, 2, None, 0]}), "ana")
+    rows = service.diff("d@1", "d@2").rows
+    assert (rows.added, rows.removed, rows.unchanged) == (2, 1, 4)

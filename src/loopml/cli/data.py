@@ -279,3 +279,43 @@ def _print_report(report: Any, name: str, path: Path) -> None:
         f"{report.environment}): {len(report.errors)} errors, {len(report.warnings)} warnings",
         markup=True,
     )
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    before: Annotated[str, typer.Argument(help="NAME@VERSION to compare from.")],
+    after: Annotated[str, typer.Argument(help="NAME@VERSION to compare to.")],
+    key: Annotated[
+        list[str] | None, typer.Option(help="Columns that identify a row (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Rows added, removed (and changed, by --key), columns changed, statistics moved."""
+    import dataclasses
+
+    with handled():
+        found = state(ctx).client().app.datasets.diff(before, after, key or ())
+    if as_json:
+        print_json(dataclasses.asdict(found))
+        return
+    rows = found.rows
+    out.print(f"{found.before} -> {found.after}")
+    text = f"rows: +{rows.added:,} added, -{rows.removed:,} removed"
+    if rows.key:
+        text += f", ~{rows.changed:,} changed (by key {', '.join(rows.key)})"
+    out.print(
+        f"{text}, {rows.unchanged:,} unchanged ({rows.skipped_chunks} shared chunks not read)"
+    )
+    for kind, keys in rows.examples.items():
+        out.print(f"  {kind}, e.g. key {' | '.join(keys)}")
+    for c in found.columns:
+        if c.change == "type":
+            out.print(f"column {c.name}: type {c.before} -> {c.after}")
+        else:
+            out.print(f"column {c.name}: {c.change} ({c.before or c.after})")
+    if found.moves:
+        table = new_table("column", "moved", "measure", "detail")
+        for m in found.moves:
+            table.add_row(m.column, f"{m.score:.3g}", m.measure, m.detail)
+        out.print(table)

@@ -13,7 +13,9 @@ rows give the same bytes and the same digest on every add.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.domain.artifacts import Digest
+from loopml.domain.data_diff import DatasetDiff, column_changes
 from loopml.domain.datasets import (
     CHUNK_ROWS,
     DataChunk,
@@ -46,6 +50,7 @@ from loopml.ports import (
     TableFile,
     TableReader,
 )
+from loopml.stats.diff import row_changes
 
 Progress = Callable[[int], None]  # called with the number of rows just stored
 
@@ -181,11 +186,42 @@ class DatasetService:
     def manifest(self, version: DatasetVersion) -> Manifest:
         return Manifest.from_dict(json.loads(self.blobs.get_bytes(version.manifest)))
 
-    def batches(self, version: DatasetVersion) -> Iterator[pa.RecordBatch]:
-        """The version's rows, chunk by chunk, each chunk's hash verified on read."""
-        for chunk in self.manifest(version).chunks:
+    def batches(
+        self, version: DatasetVersion, chunks: Iterable[DataChunk] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The version's rows (or those of ``chunks``), each chunk's hash verified on read."""
+        for chunk in self.manifest(version).chunks if chunks is None else chunks:
             data = self.blobs.get_bytes(chunk.digest)
             yield from pq.read_table(pa.BufferReader(data)).to_batches()
+
+    def diff(self, before_ref: str, after_ref: str, key: Sequence[str] = ()) -> DatasetDiff:
+        """Columns added, removed or retyped; rows added, removed (and changed, by ``key``)
+        over the columns both versions share with the same type. Chunks both versions
+        hold are identical rows and are not read."""
+        before, after = self.get(before_ref), self.get(after_ref)
+        old_types = {c.name: c.type for c in before.columns}
+        shared = [c.name for c in after.columns if old_types.get(c.name) == c.type]
+        missing = [k for k in key if k not in shared]
+        if missing:
+            raise InvalidInput(
+                f"key column(s) {', '.join(map(repr, missing))} are not in both {before.ref} "
+                f"and {after.ref} with the same type; choose among {', '.join(shared)}"
+            )
+        old_chunks, new_chunks = self.manifest(before).chunks, self.manifest(after).chunks
+        common = Counter(c.digest for c in old_chunks) & Counter(c.digest for c in new_chunks)
+        rows = row_changes(
+            self.batches(before, _without(old_chunks, common)),
+            self.batches(after, _without(new_chunks, common)),
+            shared,
+            key,
+            skipped_chunks=sum(common.values()),
+        )
+        rows_of = {c.digest: c.rows for c in old_chunks}
+        skipped_rows = sum(rows_of[digest] * n for digest, n in common.items())
+        rows = dataclasses.replace(rows, unchanged=rows.unchanged + skipped_rows)
+        return DatasetDiff(
+            before.ref, after.ref, column_changes(before.columns, after.columns), rows
+        )
 
     def read(self, ref: str) -> pa.Table:
         version = self.get(ref)
@@ -222,6 +258,18 @@ class DatasetService:
     ) -> Page[DatasetVersion]:
         validate_identifier("dataset name", name)
         return self.store.list_versions(name, page_size, page_token)
+
+
+def _without(chunks: Sequence[DataChunk], common: Counter[Digest]) -> list[DataChunk]:
+    """``chunks`` less as many of each digest as ``common`` counts (identical on both sides)."""
+    left = Counter(common)
+    kept = []
+    for chunk in chunks:
+        if left[chunk.digest] > 0:
+            left[chunk.digest] -= 1
+        else:
+            kept.append(chunk)
+    return kept
 
 
 def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:

@@ -70,7 +70,7 @@ class DuplicateKeyFinder:
         self._identity = len(self._families) == 1 and self._families[0] in _IDENTITY
         self._block_rows = block_rows
         self._max_examples = max_examples
-        self._hasher = _TextHasher()
+        self._hasher = RowHasher()
         self._pending: list[np.ndarray] = []
         self._pending_values: list[list[pa.Array]] = []
         self._pending_rows = 0
@@ -115,18 +115,7 @@ class DuplicateKeyFinder:
     def _numbers(self, columns: list[pa.Array]) -> np.ndarray:
         if self._identity:
             return _as_int64(columns[0])
-        combined = np.zeros(len(columns[0]), dtype=np.uint64)
-        for column in columns:
-            if (
-                pa.types.is_integer(column.type)
-                or pa.types.is_floating(column.type)
-                or pa.types.is_boolean(column.type)
-            ):
-                part = _mix(_as_int64(column).view(np.uint64))
-            else:
-                part = self._hasher.hash(column)
-            combined = _mix(combined * _GOLDEN + part)
-        return combined
+        return self._hasher.hash(columns)
 
     def _flush(self) -> None:
         if not self._pending:
@@ -193,6 +182,54 @@ class DuplicateKeyFinder:
             if older[-1] >= newer[0]:
                 merged.sort(kind="stable")  # two sorted runs: a linear merge
             self._runs.append(merged)
+
+
+class RowHasher:
+    """One 64-bit hash per row of one or more aligned columns, with no Python loop per row.
+
+    Numbers hash by value (``-0.0`` as ``0.0``), text and bytes by content; dates and
+    times by their integer value; a missing value hashes apart from every present one.
+    Other types (lists, structs, decimals) hash their text form, slower but exact.
+    """
+
+    def __init__(self) -> None:
+        self._text = _TextHasher()
+
+    def hash(self, columns: Sequence[pa.Array]) -> np.ndarray:
+        combined = np.zeros(len(columns[0]), dtype=np.uint64)
+        for column in columns:
+            combined = _mix(combined * _GOLDEN + self._column(column))
+        return combined
+
+    def _column(self, column: pa.Array) -> np.ndarray:
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if pa.types.is_temporal(column.type):
+            width = pa.int64() if column.type.bit_width == 64 else pa.int32()
+            column = column.view(width)
+        kind = column.type
+        missing = pc.is_null(column).to_numpy(zero_copy_only=False) if column.null_count else None
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            filled = pc.fill_null(column, False if pa.types.is_boolean(kind) else 0)
+            part = _mix(_as_int64(filled).view(np.uint64))
+        elif _is_bytes(kind):
+            part = self._text.hash(pc.fill_null(column, "" if _is_text(kind) else b""))
+        else:
+            part = self._text.hash(pa.array([repr(v) for v in column.to_pylist()]))
+        if missing is not None:
+            part[np.asarray(missing, dtype=bool)] = _MISSING
+        return part
+
+
+_MISSING = np.uint64(0x5BD1E9955BD1E995)  # the hash of a missing value, whatever its type
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _is_bytes(kind: pa.DataType) -> bool:
+    return _is_text(kind) or bool(pa.types.is_binary(kind) or pa.types.is_large_binary(kind))
 
 
 def key_form(column: pa.Array, family: TypeFamily) -> pa.Array:
