@@ -39,6 +39,7 @@ from loopml.domain.errors import ConfigError
 from loopml.ports import AuditLog, BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
 from loopml.services.audit import AuditService
 from loopml.services.datasets import DatasetService
+from loopml.services.lineage import LineageService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 from loopml.services.validation import ValidationService
@@ -68,6 +69,7 @@ class Loopml:
     audit: AuditService
     datasets: DatasetService
     validation: ValidationService
+    lineage: LineageService
     database: SqlDatabase | None = None
 
     def close(self) -> None:
@@ -90,15 +92,18 @@ def _wire(
     index = StatIndex(None if settings is None else settings.root / STATE_DIR / "index")
     reader = FileTableReader()
     datasets_service = DatasetService(datasets, blobs, reader, index, clock)
+    tracking_service = TrackingService(tracking, blobs, clock, provenance)
+    registry_service = RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking)
     return Loopml(
         settings=settings,
         clock=clock,
         blobs=blobs,
-        tracking=TrackingService(tracking, blobs, clock, provenance),
-        registry=RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking),
+        tracking=tracking_service,
+        registry=registry_service,
         audit=AuditService(audit),
         datasets=datasets_service,
         validation=ValidationService(datasets_service, reader),
+        lineage=LineageService(registry_service, tracking_service, datasets_service),
         database=database,
     )
 

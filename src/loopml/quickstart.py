@@ -1,9 +1,11 @@
 """``loopml quickstart``: the first loop, end to end, on the bundled bike-sharing data.
 
-It creates a workspace, trains a demand model on the first months of 2011, tracks the run
-(params, a learning curve, metrics, the training data's identity), registers the model
+It creates a workspace, versions the data and lints it against an inferred schema, trains
+a demand model on the first months of 2011, tracks the run (params, a learning curve,
+metrics, the dataset version it read), registers the model
 with its inferred signature, promotes it through staging to production, names it
-``champion``, loads it back by alias to predict, and verifies the audit trail. Each later
+``champion``, loads it back by alias to predict, catches a faulty serving batch with the
+schema, traces the champion's lineage and verifies the audit trail. Each later
 part of loopml (data versions, pipelines and gates, serving, monitoring) adds its step
 here, so the quickstart stays a tour of the whole loop.
 """
@@ -17,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.bootstrap import init_workspace, open_workspace
 from loopml.client import Client
+from loopml.domain.data_schema import DataSchema, schema_to_toml
 from loopml.domain.tracking import DatasetRef
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 MODEL_NAME = "bike-demand"
+DATASET = "bike-sharing-hourly"
 FEATURES_CATEGORICAL = ["season", "mnth", "hr", "weekday", "weathersit"]
 FEATURES_NUMERIC = ["holiday", "workingday", "temp", "atemp", "hum", "windspeed"]
 TARGET = "cnt"
@@ -54,7 +58,6 @@ def build_model(alpha: float) -> Any:
 
 def run_quickstart(path: Path | None, console: Console) -> Path:
     """Run the tour in ``path`` (a new temporary folder by default); return the workspace."""
-    import numpy as np
     from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
     root = Path(path) if path else Path(tempfile.mkdtemp(prefix="loopml-quickstart-"))
@@ -65,8 +68,8 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         client = Client(app=open_workspace(settings))
         step.note(f"{settings.root} (SQLite metadata and artifacts in .loopml/)")
 
-    with step("Load the bike-sharing data"):
-        bikes = load_bikes()
+    with step("Version the bike-sharing data and lint it"):
+        bikes, data, schema = _version_and_lint(client, settings.root, step)
         dates = bikes["dteday"].astype(str)
         train = bikes[(dates >= "2011-01-01") & (dates < "2011-05-01")]
         test = bikes[(dates >= "2011-05-01") & (dates < "2011-07-01")]
@@ -90,7 +93,7 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
                 "train_period": "2011-01..2011-04",
             }
         )
-        run.log_inputs([DatasetRef("bike-sharing-hourly", 1)])
+        run.log_inputs([DatasetRef(data.name, data.version, data.digest)])
         for fraction in (0.25, 0.5, 0.75, 1.0):  # a learning curve, one point per step
             part = train.iloc[: int(len(train) * fraction)]
             curve_model = build_model(alpha).fit(part[columns], part[TARGET])
@@ -138,31 +141,85 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         step.note(f"models:/{MODEL_NAME}@champion -> v{mv.version}, in production")
 
     with step("Load the champion back and predict"):
-        champion = client.load_model(f"models:/{MODEL_NAME}@champion")
-        sample = test[columns].head(3)
-        same = np.allclose(champion.predict(sample), model.predict(sample))
-        step.note(
-            f"predicted {', '.join(f'{p:.0f}' for p in champion.predict(sample))} bikes "
-            f"for the first hours of May 2011 (identical to the trained model: {same})"
-        )
+        _predict_with_champion(client, model, test[columns], step)
+
+    with step("Check a serving batch against the schema"):
+        _lint_serving_batch(client, test.drop(columns=[TARGET]), schema, step)
+
+    with step("Trace the lineage of the champion"):
+        for line in client.app.lineage.of_model(f"models:/{MODEL_NAME}@champion").lines():
+            step.note(line)
 
     with step("Verify the audit trail"):
         report = client.verify_audit()
         step.note(f"{report.checked} hash-chained events, intact: {report.ok}")
     client.close()
 
-    ws = f"--workspace {settings.root}"
+    _print_next(console, settings.root, run.id)
+    return settings.root
+
+
+def _predict_with_champion(client: Client, model: Any, features: Any, step: _Steps) -> None:
+    import numpy as np
+
+    champion = client.load_model(f"models:/{MODEL_NAME}@champion")
+    sample = features.head(3)
+    same = np.allclose(champion.predict(sample), model.predict(sample))
+    step.note(
+        f"predicted {', '.join(f'{p:.0f}' for p in champion.predict(sample))} bikes "
+        f"for the first hours of May 2011 (identical to the trained model: {same})"
+    )
+
+
+def _print_next(console: Console, root: Path, run_id: str) -> None:
+    ws = f"--workspace {root}"
     console.print("\n[bold]Try next:[/]")
     for command in (
         f"loopml {ws} runs list",
-        f"loopml {ws} runs show {run.id[:12]}",
+        f"loopml {ws} runs show {run_id[:12]}",
         f"loopml {ws} models show {MODEL_NAME}",
+        f"loopml {ws} data log {DATASET}",
+        f"loopml {ws} data validate {DATASET} {root / 'data'} "
+        f"--schema {root / 'schemas' / (DATASET + '.toml')}",
+        f"loopml {ws} lineage models:/{MODEL_NAME}@champion",
         f"loopml {ws} audit log",
         f"loopml {ws} audit verify",
         f"loopml {ws} config show",
     ):
         console.print(f"  {command}")
-    return settings.root
+
+
+def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, Any, DataSchema]:
+    """Add the bundled data as a dataset version, infer its schema, validate it."""
+    bikes = load_bikes()
+    data_file = root / "data" / "bike_sharing_hourly.parquet"
+    data_file.parent.mkdir(exist_ok=True)
+    bikes.to_parquet(data_file, index=False)
+    data = client.app.datasets.add_path(DATASET, data_file, client.actor, "bundled data").version
+    schema = client.app.validation.infer(data.ref, label=TARGET, key=["instant"])
+    schema_file = root / "schemas" / f"{DATASET}.toml"
+    schema_file.parent.mkdir(exist_ok=True)
+    schema_file.write_text(schema_to_toml(schema), encoding="utf-8")
+    checked = client.app.validation.validate_path(data_file, schema, "training")
+    step.note(f"{data.ref}: {data.rows:,} rows, {len(data.columns)} columns, {data.digest[:20]}...")
+    step.note(
+        f"schema inferred to {schema_file.relative_to(root)}; the data "
+        f"{'passes' if checked.ok else 'fails'} it ({len(checked.findings)} findings)"
+    )
+    return bikes, data, schema
+
+
+def _lint_serving_batch(client: Client, serving: Any, schema: DataSchema, step: _Steps) -> None:
+    """A serving batch with a sensor fault: the schema catches it before any model does."""
+    import pyarrow as pa
+
+    serving.loc[serving.index[:5], "hum"] = 7.5  # humidity is a share: 0 to 1
+    report = client.app.validation.validate_batches(
+        iter([pa.Table.from_pandas(serving, preserve_index=False)]), schema, "serving"
+    )
+    for finding in report.errors:
+        step.note(f"{finding.check.value} in {finding.column}: seen {finding.seen}")
+    step.note("a model server would refuse this batch before it reached the model")
 
 
 class _Steps:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from sklearn.linear_model import LinearRegression
 from typer.testing import CliRunner
 
 from loopml.cli.main import app
+from loopml.client import Client
 
 runner = CliRunner()
 
@@ -157,3 +159,18 @@ def test_diff_reports_rows_and_columns(ws: Path, tmp_path: Path) -> None:
     code, output = cli(ws, "data", "diff", "t@1", "t@2")
     assert "rows: +2 added, -2 removed" in output
     assert "column w: added (string)" in output
+
+
+def test_lineage_prints_a_tree_and_json(ws: Path) -> None:
+    with Client(ws) as client, client.start_run("e") as run:
+        run.log_dataset("d", pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]}))
+        client.register_model(
+            LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "m", run_id=run.id
+        )
+    code, output = cli(ws, "lineage", "models:/m/1")
+    assert code == 0, output
+    assert output.splitlines()[0].startswith("models:/m/1  stage candidate")
+    assert "dataset d@1  2 rows, 2 columns" in output
+    code, output = cli(ws, "lineage", "models:/m/1", "--json")
+    assert json.loads(output)["children"][0]["kind"] == "run"
+    assert cli(ws, "lineage", "models:/m/9")[0] == 3

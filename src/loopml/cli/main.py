@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, models, runs, workspace
+from loopml.cli import audit, data, lineage, models, runs, workspace
 from loopml.cli.context import State, state
 
 app = typer.Typer(
@@ -43,6 +43,7 @@ app.add_typer(runs.experiments_app, name="experiments")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
+lineage.register(app)
 
 
 def main() -> None:
