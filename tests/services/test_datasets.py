@@ -272,3 +272,25 @@ def test_without_a_key_rows_compare_as_a_multiset(service: DatasetService) -> No
     service.add_table("d", pa.table({"a": [1, 1, 2, 2, None, 0]}), "ana")
     rows = service.diff("d@1", "d@2").rows
     assert (rows.added, rows.removed, rows.unchanged) == (2, 1, 4)
+
+
+def test_add_stores_a_profile_over_every_chunk(service: DatasetService) -> None:
+    frame = _frame(250)  # three chunks of at most 100 rows
+    frame.loc[7, "x"] = None
+    version = service.add_table("d", pa.Table.from_pandas(frame, preserve_index=False), "a")
+    profile = service.profile(version.version)
+    x = profile.get_column("x")
+    assert (profile.rows, x.count, x.nulls) == (250, 249, 1)
+    assert x.max == 124.5 and x.mean == pytest.approx(frame.x.mean())
+    assert dict(profile.get_column("city").top) == {"a": 125, "b": 125}
+
+
+def test_diff_ranks_the_columns_whose_statistics_moved(service: DatasetService) -> None:
+    base = _frame(300)
+    service.add_table("d", pa.Table.from_pandas(base, preserve_index=False), "a")
+    moved = base.assign(x=base.x + 2 * base.x.std(), city="a")  # x shifts; city loses "b"
+    service.add_table("d", pa.Table.from_pandas(moved, preserve_index=False), "a")
+    moves = service.diff("d@1", "d@2").moves
+    assert [m.column for m in moves] == ["x", "city"]
+    assert moves[0].score == pytest.approx(2.0, rel=0.05)  # Wasserstein in std units
+    assert moves[1].score == pytest.approx(0.5)  # half the rows changed category

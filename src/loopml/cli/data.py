@@ -10,6 +10,7 @@ import typer
 
 from loopml.cli.context import (
     fmt_ms,
+    fmt_value,
     handled,
     new_table,
     out,
@@ -108,20 +109,37 @@ def show(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME@VERSION.")],
     as_json: JsonFlag = False,
 ) -> None:
-    """One version: rows, columns, size, where it came from."""
+    """One version: rows, columns, size, where it came from, and its column profile."""
     with handled():
-        v = state(ctx).client().get_dataset(ref)
+        datasets = state(ctx).client().app.datasets
+        v = datasets.get(ref)
+        profile = datasets.profile(v) if v.profile is not None else None
     if as_json:
-        print_json(version_dict(v))
+        print_json({**version_dict(v), "profile_stats": profile.to_dict() if profile else None})
         return
     out.print(f"{v.ref}  {v.rows:,} rows  {v.size:,} bytes  {v.digest}")
     out.print(f"added {fmt_ms(v.created_ms)} by {v.author} from {v.source or '-'}")
     if v.message:
         out.print(f"message: {v.message}")
-    table = new_table("column", "type")
+    table = new_table("column", "type", "missing", "distinct", "min", "max", "mean", "top")
+    stats = {c.name: c for c in profile.columns} if profile else {}
     for c in v.columns:
-        table.add_row(c.name, c.type)
-    out.print(table)
+        p = stats.get(c.name)
+        if p is None:
+            table.add_row(c.name, c.type, *["-"] * 6)
+            continue
+        top = ", ".join(f"{k} {n / p.count:.0%}" for k, n in p.top[:3]) if p.count else ""
+        table.add_row(
+            c.name,
+            c.type,
+            f"{p.null_fraction:.1%}",
+            f"{'' if p.distinct_exact else '~'}{p.distinct:,}" if p.distinct is not None else "-",
+            fmt_value(p.min) if p.min is not None else "-",
+            fmt_value(p.max) if p.max is not None else "-",
+            fmt_value(p.mean) if p.mean is not None else "-",
+            top or "-",
+        )
+    out.print(table, markup=False)
 
 
 @app.command("log")

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from loopml.domain.artifacts import Digest
-from loopml.domain.data_diff import DatasetDiff, column_changes
+from loopml.domain.data_diff import DatasetDiff, StatMove, column_changes
 from loopml.domain.datasets import (
     CHUNK_ROWS,
     DataChunk,
@@ -38,7 +38,7 @@ from loopml.domain.datasets import (
     content_digest,
     parse_dataset_ref,
 )
-from loopml.domain.errors import InvalidInput
+from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.names import validate_identifier
 from loopml.domain.paging import Page
 from loopml.ports import (
@@ -51,6 +51,8 @@ from loopml.ports import (
     TableReader,
 )
 from loopml.stats.diff import row_changes
+from loopml.stats.profile import ProfileBuilder, TableProfile
+from loopml.stats.profile_compare import column_moves
 
 Progress = Callable[[int], None]  # called with the number of rows just stored
 
@@ -129,18 +131,19 @@ class DatasetService:
         message: str,
         progress: Progress | None,
     ) -> AddResult:
-        schema: pa.Schema | None = None
+        profile: ProfileBuilder | None = None  # made with the first batch's schema
         chunks: list[DataChunk] = []
         new_chunks = new_bytes = 0
         for file in files:
             offset = 0
             for table in _rechunk(file.batches(), self.chunk_rows):
-                if schema is None:
-                    schema = table.schema
-                elif not table.schema.equals(schema):
-                    raise _schema_mismatch(file.path or source, schema, table.schema)
+                if profile is None:
+                    profile = ProfileBuilder(table.schema)
+                elif not table.schema.equals(profile.schema):
+                    raise _schema_mismatch(file.path or source, profile.schema, table.schema)
                 if not table.num_rows:
                     continue
+                profile.update(table)
                 data = _parquet_bytes(table)
                 digest = self.blobs.digest(data)
                 if not self.blobs.exists(digest):
@@ -151,16 +154,17 @@ class DatasetService:
                 offset += table.num_rows
                 if progress is not None:
                     progress(table.num_rows)
-        if schema is None:
+        if profile is None:
             raise InvalidInput(
                 f"{source or 'the data'} has no columns; a dataset needs at least one column"
             )
-        columns = tuple(DataColumn(f.name, str(f.type)) for f in schema)
+        columns = tuple(DataColumn(f.name, str(f.type)) for f in profile.schema)
         manifest = Manifest(
             tuple(chunks),
             tuple(SourceFile(f.path, f.size, f.digest) for f in files if f.path),
         )
         manifest_digest = self.blobs.put_bytes(_json_bytes(manifest.to_dict()))
+        profile_digest = self.blobs.put_bytes(_json_bytes(profile.finish().to_dict()))
         version, created = self.store.create_version(
             NewDatasetVersion(
                 name=name,
@@ -173,6 +177,7 @@ class DatasetService:
                 author=actor,
                 source=source,
                 message=message,
+                profile=profile_digest,
             )
         )
         reused = len(chunks) - new_chunks
@@ -182,6 +187,13 @@ class DatasetService:
     def get(self, ref: str) -> DatasetVersion:
         name, number = parse_dataset_ref(ref)
         return self.store.get_version(name, number)
+
+    def profile(self, version: DatasetVersion) -> TableProfile:
+        """The statistics computed when the version was added (count, nulls, distinct,
+        range, mean, std, quantiles, histogram, top categories per column)."""
+        if version.profile is None:
+            raise NotFound(f"{version.ref} has no stored profile")
+        return TableProfile.from_dict(json.loads(self.blobs.get_bytes(version.profile)))
 
     def manifest(self, version: DatasetVersion) -> Manifest:
         return Manifest.from_dict(json.loads(self.blobs.get_bytes(version.manifest)))
@@ -196,8 +208,8 @@ class DatasetService:
 
     def diff(self, before_ref: str, after_ref: str, key: Sequence[str] = ()) -> DatasetDiff:
         """Columns added, removed or retyped; rows added, removed (and changed, by ``key``)
-        over the columns both versions share with the same type. Chunks both versions
-        hold are identical rows and are not read."""
+        over the columns both versions share with the same type; the columns whose stored
+        statistics moved most. Chunks both versions hold are identical rows, not read."""
         before, after = self.get(before_ref), self.get(after_ref)
         old_types = {c.name: c.type for c in before.columns}
         shared = [c.name for c in after.columns if old_types.get(c.name) == c.type]
@@ -219,8 +231,11 @@ class DatasetService:
         rows_of = {c.digest: c.rows for c in old_chunks}
         skipped_rows = sum(rows_of[digest] * n for digest, n in common.items())
         rows = dataclasses.replace(rows, unchanged=rows.unchanged + skipped_rows)
+        moves: tuple[StatMove, ...] = ()
+        if before.profile is not None and after.profile is not None:
+            moves = tuple(column_moves(self.profile(before), self.profile(after)))
         return DatasetDiff(
-            before.ref, after.ref, column_changes(before.columns, after.columns), rows
+            before.ref, after.ref, column_changes(before.columns, after.columns), rows, moves
         )
 
     def read(self, ref: str) -> pa.Table:
