@@ -26,6 +26,7 @@ from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.config import CONFIG_FILE, load_settings
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditEvent, ChainReport
+from loopml.domain.data_schema import DataSchema, ValidationReport
 from loopml.domain.datasets import DatasetVersion
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
@@ -33,6 +34,7 @@ from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
 from loopml.services.datasets import AddResult
 from loopml.services.metric_buffer import MetricBuffer
+from loopml.services.validation import read_schema
 
 
 class RunList(list[Run]):
@@ -150,6 +152,22 @@ class Client:
     def read_dataset(self, ref: str) -> Any:
         """A version's rows as a pyarrow Table (``.to_pandas()`` for pandas)."""
         return self.app.datasets.read(ref)
+
+    def infer_schema(
+        self, ref: str, label: str | None = None, key: Sequence[str] | None = None
+    ) -> DataSchema:
+        """A schema that dataset version ``ref`` passes (see ``loopml data schema``)."""
+        return self.app.validation.infer(ref, label, list(key) if key else None)
+
+    def validate_data(
+        self, data: object, schema: DataSchema | str | Path, environment: str = "training"
+    ) -> ValidationReport:
+        """Check ``data`` (a path, DataFrame, Arrow table or numpy array) against a schema
+        or a schema file; ``report.ok`` is False when any finding is an error."""
+        rules = schema if isinstance(schema, DataSchema) else read_schema(Path(schema))
+        if isinstance(data, str | Path):
+            return self.app.validation.validate_path(Path(data), rules, environment)
+        return self.app.validation.validate_batches(to_arrow(data), rules, environment)
 
     def flush(self) -> None:
         """Write every buffered metric point now; returns once they are committed."""

@@ -18,6 +18,7 @@ from loopml.adapters.memory.stores import MemoryDatabase
 from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.client import Client
+from loopml.domain.data_schema import schema_to_toml
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.services.datasets import DatasetService
 
@@ -294,3 +295,19 @@ def test_diff_ranks_the_columns_whose_statistics_moved(service: DatasetService) 
     assert [m.column for m in moves] == ["x", "city"]
     assert moves[0].score == pytest.approx(2.0, rel=0.05)  # Wasserstein in std units
     assert moves[1].score == pytest.approx(0.5)  # half the rows changed category
+
+
+def test_the_sdk_twin_of_the_linter_takes_frames_paths_and_schema_files(
+    client: Client, tmp_path: Path
+) -> None:
+    client.add_dataset("d", _frame(50))
+    schema = client.infer_schema("d", key=["id"])
+    assert client.validate_data(_frame(50), schema).ok
+    bad = _frame(50).assign(city="z")
+    report = client.validate_data(bad, schema)
+    assert not report.ok
+    assert [(f.check.value, f.column) for f in report.errors] == [("unseen_category", "city")]
+    schema_file = tmp_path / "d.toml"
+    schema_file.write_text(schema_to_toml(schema))
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert not client.validate_data(tmp_path / "bad.csv", schema_file).ok
