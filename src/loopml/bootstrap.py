@@ -39,6 +39,7 @@ from loopml.domain.errors import ConfigError
 from loopml.ports import AuditLog, BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
 from loopml.services.audit import AuditService
 from loopml.services.datasets import DatasetService
+from loopml.services.gc import GarbageCollector
 from loopml.services.lineage import LineageService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
@@ -70,6 +71,7 @@ class Loopml:
     datasets: DatasetService
     validation: ValidationService
     lineage: LineageService
+    gc: GarbageCollector
     database: SqlDatabase | None = None
 
     def close(self) -> None:
@@ -104,6 +106,7 @@ def _wire(
         datasets=datasets_service,
         validation=ValidationService(datasets_service, reader),
         lineage=LineageService(registry_service, tracking_service, datasets_service),
+        gc=GarbageCollector(tracking, registry, datasets, blobs, clock),
         database=database,
     )
 

@@ -35,6 +35,13 @@ class Clock(Protocol):
     def now_ms(self) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    digest: Digest
+    size: int
+    modified_s: float  # last written or re-stored (seconds since the epoch)
+
+
 class BlobStore(Protocol):
     """Content-addressed bytes. Writes are atomic and deduplicated; reads verify the hash."""
 
@@ -57,6 +64,19 @@ class BlobStore(Protocol):
         ...
 
     def exists(self, digest: Digest) -> bool: ...
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        """Every stored object; for garbage collection."""
+        ...
+
+    def delete(self, digest: Digest) -> None:
+        """Remove an object (nothing happens if it is already gone)."""
+        ...
+
+    def sweep_temporaries(self, before_s: float) -> tuple[int, int]:
+        """Remove half-written temporary files last touched before ``before_s`` (left by
+        a killed process); return (files, bytes) removed."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +117,9 @@ class TrackingStore(Protocol):
     def add_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRef]) -> None: ...
     def add_inputs(self, run_id: str, inputs: Sequence[DatasetRef]) -> None: ...
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]: ...
+    def referenced_digests(self) -> set[str]:
+        """Digests of every run artifact, as ``algorithm:hex`` text."""
+        ...
 
     def search_runs(
         self,
@@ -182,6 +205,9 @@ class RegistryStore(Protocol):
 
     def set_alias(self, name: str, alias: str, version: int, audit: AuditRecord) -> None: ...
     def delete_alias(self, name: str, alias: str, audit: AuditRecord) -> None: ...
+    def referenced_digests(self) -> set[str]:
+        """Digests of every model version's artifact, as ``algorithm:hex`` text."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +284,10 @@ class DatasetStore(Protocol):
         ...
 
     def find_dataset(self, name: str) -> Dataset | None: ...
+    def version_blobs(self) -> list[tuple[str, str | None]]:
+        """(manifest, profile) digests of every version; chunks are in the manifests."""
+        ...
+
     def list_datasets(self, page_size: int, page_token: str | None) -> Page[Dataset]: ...
     def list_versions(
         self, name: str, page_size: int, page_token: str | None

@@ -174,3 +174,16 @@ def test_lineage_prints_a_tree_and_json(ws: Path) -> None:
     code, output = cli(ws, "lineage", "models:/m/1", "--json")
     assert json.loads(output)["children"][0]["kind"] == "run"
     assert cli(ws, "lineage", "models:/m/9")[0] == 3
+
+
+def test_gc_reports_then_deletes_with_yes(ws: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    pd.DataFrame({"a": range(5)}).to_csv(folder / "a.csv", index=False)
+    (folder / "b.csv").write_text("a\n1\n2,3\n")
+    assert cli(ws, "data", "add", "broken", str(folder))[0] == 2
+    code, output = cli(ws, "gc", "--grace-hours", "0", "--json")
+    assert (code, json.loads(output)["garbage"]) == (0, 1)
+    code, output = cli(ws, "gc", "--grace-hours", "0", "--yes")
+    assert code == 0 and "deleted 1 unreferenced" in output
+    assert json.loads(cli(ws, "gc", "--grace-hours", "0", "--json")[1])["objects"] == 0

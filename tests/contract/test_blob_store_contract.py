@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -382,3 +383,40 @@ def test_constructor_does_no_io(tmp_path: Path) -> None:
 def test_unknown_protocol_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="nosuchprotocol"):
         FsspecBlobStore("nosuchprotocol://bucket/prefix")
+
+
+def test_objects_are_listed_and_deleted(store: BlobStore) -> None:
+    digests = {store.put_bytes(b"one"), store.put_bytes(b"two")}
+    listed = {o.digest: o for o in store.list_objects()}
+    assert set(listed) == digests
+    assert listed[store.digest(b"one")].size == 3
+    assert all(o.modified_s > time.time() - 600 for o in listed.values())
+    store.delete(store.digest(b"one"))
+    store.delete(store.digest(b"one"))  # already gone: nothing happens
+    assert [o.digest for o in store.list_objects()] == [store.digest(b"two")]
+    assert not store.exists(store.digest(b"one"))
+
+
+def test_local_storing_existing_content_marks_it_young_again(tmp_path: Path) -> None:
+    # gc deletes unreferenced objects only when old; reusing one must make it young
+    root = tmp_path / "store"
+    store = FsspecBlobStore(str(root))
+    digest = store.put_bytes(b"chunk")
+    os.utime(root / _key(digest), (1_000, 1_000))
+    store.put_bytes(b"chunk")
+    [obj] = store.list_objects()
+    assert obj.modified_s > time.time() - 600
+
+
+def test_local_sweep_removes_only_old_temporaries(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    store = FsspecBlobStore(str(root))
+    digest = store.put_bytes(b"kept")
+    folder = (root / _key(digest)).parent
+    old, fresh = folder / ".tmp-old", folder / ".tmp-fresh"
+    old.write_bytes(b"12345")
+    fresh.write_bytes(b"x")
+    os.utime(old, (1_000, 1_000))
+    assert store.sweep_temporaries(before_s=time.time() - 60) == (1, 5)
+    assert not old.exists() and fresh.exists()
+    assert [o.digest for o in store.list_objects()] == [digest]  # temporaries never listed

@@ -94,3 +94,15 @@ def test_listings_page_in_order(datasets: DatasetStore) -> None:
     assert [v.version for v in datasets.list_versions("a", 2, versions.next_page_token)] == [1]
     with pytest.raises(InvalidInput):
         datasets.list_versions("b", 2, versions.next_page_token)  # a token of another query
+
+
+def test_version_blobs_name_each_manifest_and_profile(datasets: DatasetStore) -> None:
+    datasets.create_version(_new())
+    datasets.create_version(dataclasses.replace(_new(digest="blake2b:bb"), profile=None))
+    assert sorted(datasets.version_blobs(), key=str) == sorted(
+        [
+            (str(Digest("blake3", "1" * 64)), str(Digest("blake3", "2" * 64))),
+            (str(Digest("blake3", "1" * 64)), None),
+        ],
+        key=str,
+    )

@@ -434,3 +434,12 @@ def test_alias_errors_change_nothing(registry: RegistryStore, audit: AuditLog) -
         registry.delete_alias("bikes", "champion", alias_record("bikes", "champion", 1, None))
     assert audit.head() == head
     assert registry.get_model("bikes").aliases == {}
+
+
+def test_referenced_digests_name_every_version_artifact(registry: RegistryStore) -> None:
+    registry.create_version(new_version("a", artifact=artifact(b"one")), "ana")
+    registry.create_version(new_version("b", artifact=artifact(b"two")), "ana")
+    assert registry.referenced_digests() == {
+        str(artifact(b"one").digest),
+        str(artifact(b"two").digest),
+    }

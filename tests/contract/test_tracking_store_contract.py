@@ -733,3 +733,11 @@ def test_metric_values_survive_search_bit_for_bit(tracking: TrackingStore) -> No
     for run in (found, tracking.get_run(run_id)):
         assert [run.metrics[f"m{i}"] for i in range(len(EXACT_VALUES))] == EXACT_VALUES
         assert math.isnan(run.metrics["nan"])
+
+
+def test_referenced_digests_name_every_run_artifact_once(tracking: TrackingStore) -> None:
+    first, second = start(tracking), start(tracking)
+    tracking.add_artifacts(first, [ArtifactRef("a.txt", digest(b"a"), 1)])
+    tracking.add_artifacts(second, [ArtifactRef("b.txt", digest(b"a"), 1)])
+    tracking.add_artifacts(second, [ArtifactRef("c.txt", digest(b"c"), 1)])
+    assert tracking.referenced_digests() == {str(digest(b"a")), str(digest(b"c"))}

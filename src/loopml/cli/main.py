@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, lineage, models, runs, workspace
+from loopml.cli import audit, data, gc, lineage, models, runs, workspace
 from loopml.cli.context import State, state
 
 app = typer.Typer(
@@ -44,6 +44,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
 lineage.register(app)
+gc.register(app)
 
 
 def main() -> None:

@@ -147,9 +147,9 @@ class DatasetService:
                 data = _parquet_bytes(table)
                 digest = self.blobs.digest(data)
                 if not self.blobs.exists(digest):
-                    self.blobs.put_bytes(data)
                     new_chunks += 1
                     new_bytes += len(data)
+                self.blobs.put_bytes(data)  # stored, or re-stamped as young for gc
                 chunks.append(DataChunk(digest, table.num_rows, len(data), file.path, offset))
                 offset += table.num_rows
                 if progress is not None:

@@ -15,22 +15,26 @@ corruption (disk rot, a truncated copy, a hand edit) is reported, never returned
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import blake3
 from fsspec.core import url_to_fs
 
-from loopml.domain.artifacts import Digest
+from loopml.domain.artifacts import SUPPORTED_ALGORITHMS, Digest
 from loopml.domain.errors import (
     ConcurrentModification,
     ConfigError,
     IntegrityError,
+    InvalidInput,
     NotFound,
     StorageError,
 )
+from loopml.ports import StoredObject
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -123,7 +127,7 @@ class FsspecBlobStore:
             return digest
         final = Path(self._location(digest))
         try:
-            if not final.exists():
+            if not _refresh(final):
                 with _staged(final.parent) as staged:
                     staged.file.write(data)
                     staged.commit(final)
@@ -138,7 +142,7 @@ class FsspecBlobStore:
             self._put_remote(digest, lambda remote: self._fs.put_file(str(path), remote))
             return digest, size
         final = Path(self._location(digest))
-        if final.exists():
+        if _refresh(final):
             return digest, size
         hasher = blake3.blake3()
         try:
@@ -184,6 +188,44 @@ class FsspecBlobStore:
         except OSError as exc:
             raise StorageError(f"cannot look up object {digest} at {location}: {exc}") from exc
 
+    def list_objects(self) -> Iterator[StoredObject]:
+        try:
+            if self._local is not None:
+                yield from _local_objects(self._local)
+                return
+            for path, info in self._fs.find(self._root, detail=True).items():
+                digest = _digest_of(path)
+                if digest is not None:
+                    yield StoredObject(digest, int(info.get("size", 0)), _modified(info))
+        except OSError as exc:
+            raise StorageError(f"cannot list the artifact store {self.url}: {exc}") from exc
+
+    def delete(self, digest: Digest) -> None:
+        location = self._location(digest)
+        try:
+            if self._local is not None:
+                Path(location).unlink(missing_ok=True)
+            elif self._fs.exists(location):
+                self._fs.rm_file(location)
+        except OSError as exc:
+            raise StorageError(f"cannot delete object {digest} at {location}: {exc}") from exc
+
+    def sweep_temporaries(self, before_s: float) -> tuple[int, int]:
+        if self._local is None:
+            return 0, 0  # remote writes are whole-object uploads: nothing half-written stays
+        files = size = 0
+        for path in self._local.glob(f"*/*/{TEMP_PREFIX}*"):
+            try:
+                st = path.stat()
+                if st.st_mtime < before_s:
+                    path.unlink()
+                    files, size = files + 1, size + st.st_size
+            except FileNotFoundError:
+                continue  # its writer finished (renamed it) or another sweep took it
+            except OSError as exc:
+                raise StorageError(f"cannot remove the temporary file {path}: {exc}") from exc
+        return files, size
+
     def _key(self, digest: Digest) -> str:
         return f"{digest.algorithm}/{digest.hexdigest[:2]}/{digest.hexdigest[2:]}"
 
@@ -216,6 +258,52 @@ class FsspecBlobStore:
             f"object {digest} is not in the artifact store {self.url} (looked for {location}); "
             "check the digest, or that the store URL is the one the artifact was logged to"
         )
+
+
+def _refresh(final: Path) -> bool:
+    """True if ``final`` exists, after marking it as just stored: a garbage collection
+    that started before this write must see it as young, not as old and unreferenced."""
+    try:
+        os.utime(final)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _local_objects(root: Path) -> Iterator[StoredObject]:
+    for algorithm in SUPPORTED_ALGORITHMS:
+        for path in (root / algorithm).glob("*/*"):
+            digest = _digest_of(path.as_posix())
+            if digest is None:
+                continue
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            yield StoredObject(digest, st.st_size, st.st_mtime)
+
+
+def _digest_of(path: str) -> Digest | None:
+    """The digest an object path stands for, or None for anything else (temporaries)."""
+    parts = path.rstrip("/").split("/")
+    if len(parts) < 3 or parts[-3] not in SUPPORTED_ALGORITHMS:
+        return None
+    hexdigest = parts[-2] + parts[-1]
+    try:
+        return Digest(parts[-3], hexdigest)
+    except InvalidInput:
+        return None
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """An fsspec listing's modification time; unknown means now (never old enough to go)."""
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value: Any = info.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, datetime):
+            return value.timestamp()
+    return time.time()
 
 
 class _Staged:

@@ -8,10 +8,13 @@ test can corrupt an object and watch the IntegrityError surface.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from loopml.adapters.artifacts.fsspec_store import check_digest, hash_bytes, write_verified
 from loopml.domain.errors import NotFound, StorageError
+from loopml.ports import StoredObject
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,6 +27,7 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self.objects: dict[Digest, bytes] = {}
+        self.modified: dict[Digest, float] = {}  # public: a test can age an object
 
     def __repr__(self) -> str:
         return f"MemoryBlobStore({len(self.objects)} objects)"
@@ -34,6 +38,7 @@ class MemoryBlobStore:
     def put_bytes(self, data: bytes) -> Digest:
         digest = hash_bytes(data)
         self.objects.setdefault(digest, bytes(data))
+        self.modified[digest] = time.time()
         return digest
 
     def put_file(self, path: Path) -> tuple[Digest, int]:
@@ -53,6 +58,17 @@ class MemoryBlobStore:
 
     def exists(self, digest: Digest) -> bool:
         return digest in self.objects
+
+    def list_objects(self) -> Iterator[StoredObject]:
+        for digest, data in list(self.objects.items()):
+            yield StoredObject(digest, len(data), self.modified.get(digest, time.time()))
+
+    def delete(self, digest: Digest) -> None:
+        self.objects.pop(digest, None)
+        self.modified.pop(digest, None)
+
+    def sweep_temporaries(self, before_s: float) -> tuple[int, int]:
+        return 0, 0  # a dict is never half-written
 
     def _get(self, digest: Digest) -> bytes:
         try:

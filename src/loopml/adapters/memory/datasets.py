@@ -49,6 +49,13 @@ class MemoryDatasetStore:
                 return None
             return Dataset(name, versions[0].created_ms, versions[-1].version)
 
+    def version_blobs(self) -> list[tuple[str, str | None]]:
+        with self.db.lock:
+            versions = [v for vs in self.db.datasets.values() for v in vs]
+            return [
+                (str(v.manifest), None if v.profile is None else str(v.profile)) for v in versions
+            ]
+
     def list_datasets(self, page_size: int, page_token: str | None) -> Page[Dataset]:
         with self.db.lock:
             fp = query_fingerprint("datasets")

@@ -239,6 +239,12 @@ class MemoryTrackingStore:
         with self.db.lock:
             self.db.run(run_id).inputs.update(((i.name, i.version), i) for i in inputs)
 
+    def referenced_digests(self) -> set[str]:
+        with self.db.lock:
+            return {
+                str(a.digest) for state in self.db.runs.values() for a in state.artifacts.values()
+            }
+
     def get_metric_history(self, run_id: str, key: str) -> list[Metric]:
         with self.db.lock:
             points = list(self.db.run(run_id).history.get(key, ()))
@@ -318,6 +324,14 @@ class MemoryRegistryStore:
             state.versions[mv.version] = mv
             self.db.append_event(version_created(mv, actor), new.created_ms)
             return state.version_view(mv)
+
+    def referenced_digests(self) -> set[str]:
+        with self.db.lock:
+            return {
+                str(mv.artifact.digest)
+                for state in self.db.models.values()
+                for mv in state.versions.values()
+            }
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self.db.lock:

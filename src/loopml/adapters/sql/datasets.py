@@ -92,6 +92,10 @@ class SqlDatasetStore:
             row = conn.execute(select(t.datasets).where(_d.name == name)).first()
         return None if row is None else _dataset(row)
 
+    def version_blobs(self) -> list[tuple[str, str | None]]:
+        with self.db.read() as conn:
+            return [(m, p) for m, p in conn.execute(select(_v.manifest, _v.profile))]
+
     def list_datasets(self, page_size: int, page_token: str | None) -> Page[Dataset]:
         fp = query_fingerprint("datasets")
         offset = decode_token(page_token, fp)

@@ -140,6 +140,11 @@ class SqlRegistryStore:
             append_event(conn, version_created(mv, actor), new.created_ms)
         return mv
 
+    def referenced_digests(self) -> set[str]:
+        with self.db.read() as conn:
+            c = t.model_versions.c
+            return set(conn.execute(select(c.artifact_digest).distinct()).scalars())
+
     def _lock_model(self, conn: Connection, name: str, must_exist: bool = True) -> int | None:
         model_id = conn.execute(
             select(t.models.c.id).where(t.models.c.name == name).with_for_update()

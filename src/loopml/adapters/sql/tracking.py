@@ -255,6 +255,10 @@ class SqlTrackingStore:
             chunks = conn.execute(select(c.data).where(c.run_pk == pk).order_by(c.id)).scalars()
             return history(chunks, key)
 
+    def referenced_digests(self) -> set[str]:
+        with self.db.read() as conn:
+            return set(conn.execute(select(t.run_artifacts.c.digest).distinct()).scalars())
+
     # search ------------------------------------------------------------------------------
     def search_runs(
         self,
