@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +113,9 @@ class StatIndex:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     name_ = entry.name
-                    if name_.lower().endswith(_TABLE_SUFFIXES) and entry.is_file():
+                    if (
+                        name_.endswith(_TABLE_SUFFIXES) or name_.lower().endswith(_TABLE_SUFFIXES)
+                    ) and entry.is_file():
                         rel = prefix + name_
                         st = entry.stat()
                         row = index.get(rel)
@@ -129,27 +130,32 @@ class StatIndex:
                             hashed[rel] = _hash(entry.path)
                     elif entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, f"{prefix}{name_}/"))
-        rehashed = len(hashed)
         if baseline is None:  # the index holds the version: a stat match is unchanged
             if rec is None:
                 raise NotFound(f"no stat index for dataset {name!r}; give the version's files")
-            expected_paths: Collection[str] = index.keys()
-            changed = {p: d for p, d in hashed.items() if p in index and d != rec.digest(index[p])}
+            # Only files hashed again can be new or changed; a recorded file is removed
+            # if the walk met it neither way. Counting first skips the set work when
+            # nothing was removed, the common case.
+            added = [p for p in hashed if p not in index]
+            changed = [p for p, d in hashed.items() if p in index and d != rec.digest(index[p])]
+            met = len(seen) + len(hashed) - len(added)
+            removed = (
+                [] if met == len(index) else [p for p in index if p not in seen and p not in hashed]
+            )
         else:  # compare every file's digest (recorded, or hashed now) with the manifest's
             expected = {f.path: f.digest for f in baseline}
-            expected_paths = expected.keys()
             now = {**{p: rec.digest(r) for p, r in seen.items()}, **hashed} if rec else hashed
-            changed = {p: d for p, d in now.items() if p in expected and d != expected[p]}
-        current = seen.keys() | hashed.keys()
-        added = sorted(p for p in current if p not in expected_paths)
-        removed = sorted(p for p in expected_paths if p not in current)
+            added = [p for p in now if p not in expected]
+            changed = [p for p, d in now.items() if p in expected and d != expected[p]]
+            removed = [p for p in expected if p not in now]
+        files = len(seen) + len(hashed)
         return FolderStatus(
             version,
-            tuple(added),
-            tuple(removed),
+            tuple(sorted(added)),
+            tuple(sorted(removed)),
             tuple(sorted(changed)),
-            len(current) - len(added) - len(changed),
-            rehashed,
+            files - len(added) - len(changed),
+            len(hashed),
         )
 
     def _load(self, name: str) -> _Recorded | None:
