@@ -36,6 +36,8 @@ from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from loopml.domain.errors import ConfigError
+from loopml.domain.gate_file import policy_from_mapping
+from loopml.domain.gates import GatePolicy
 from loopml.ports import AuditLog, BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
 from loopml.services.audit import AuditService
 from loopml.services.datasets import DatasetService
@@ -95,7 +97,14 @@ def _wire(
     reader = FileTableReader()
     datasets_service = DatasetService(datasets, blobs, reader, index, clock)
     tracking_service = TrackingService(tracking, blobs, clock, provenance)
-    registry_service = RegistryService(registry, blobs, DefaultFlavorCatalog(), clock, tracking)
+    gates = (
+        GatePolicy()
+        if settings is None
+        else policy_from_mapping(settings.gates, str(settings.root / CONFIG_FILE))
+    )
+    registry_service = RegistryService(
+        registry, blobs, DefaultFlavorCatalog(), clock, tracking, gates
+    )
     return Loopml(
         settings=settings,
         clock=clock,

@@ -266,7 +266,11 @@ class Client:
         reason: str | None = None,
         archive_existing: bool = False,
         allow_multiple: bool = False,
+        force_reason: str | None = None,
     ) -> ModelVersion:
+        """Move a version to ``stage``; a stage guarded by gates (``[gates]`` in
+        loopml.toml, see docs/gates.md) runs them first, and only ``force_reason`` (a
+        written reason, audited) lets a failing version through."""
         return self.app.registry.transition(
             name,
             version,
@@ -275,6 +279,7 @@ class Client:
             reason=reason,
             archive_existing=archive_existing,
             allow_multiple=allow_multiple,
+            force_reason=force_reason,
         )
 
     def archive(self, name: str, version: int, reason: str | None = None) -> ModelVersion:

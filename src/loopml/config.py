@@ -106,6 +106,8 @@ class Settings:
     metric_flush_seconds: float
     capture_code: bool
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # The raw [gates] table of loopml.toml; the gate policy parser names its keys.
+    gates: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def items(self) -> list[tuple[str, object, str]]:
         """(name, value, source) for every setting, for display."""
@@ -145,7 +147,7 @@ def load_settings(
                 f"{CONFIG_FILE}); run `loopml init` here, or pass --workspace PATH"
             )
         root, root_source = cwd.resolve(), "current folder"
-    file_values = _read_file(root / CONFIG_FILE)
+    file_values, gates = _read_file(root / CONFIG_FILE)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {"root": root_source}
     for option in OPTIONS:
@@ -160,7 +162,7 @@ def load_settings(
             value, source = _coerce(option, flags[option.name], "flag"), "flag"
         values[option.name] = value
         sources[option.name] = source
-    return Settings(root=root, sources=sources, **values)
+    return Settings(root=root, sources=sources, gates=gates, **values)
 
 
 def _locate(
@@ -181,9 +183,10 @@ def _existing(path: Path, source: str) -> Path:
     return path
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options set in ``path`` (flat, by name), and its raw ``[gates]`` table."""
     if not path.is_file():
-        return {}
+        return {}, {}
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -210,7 +213,10 @@ def _read_file(path: Path) -> dict[str, Any]:
                     f"{path}: unknown setting(s) {', '.join(map(repr, extra))} in [{name}]; "
                     f"known: {', '.join(o.name for o in OPTIONS if o.section == name)}"
                 )
-    return flat
+    gates = data.get("gates", {})
+    if not isinstance(gates, dict):
+        raise ConfigError(f"{path}: [gates] must be a table, got {gates!r}; see docs/gates.md")
+    return flat, gates
 
 
 def _coerce(option: Option, raw: object, source: str) -> Any:

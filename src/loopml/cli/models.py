@@ -94,8 +94,14 @@ def promote(
     allow_multiple: Annotated[
         bool, typer.Option(help="Keep several versions in production.")
     ] = False,
+    force: Annotated[
+        str | None,
+        typer.Option(
+            "--force", metavar="REASON", help="Promote past failed gates; the reason is audited."
+        ),
+    ] = None,
 ) -> None:
-    """Move a version to another lifecycle stage (audited)."""
+    """Move a version to another lifecycle stage (audited); gated stages run their gates."""
     with handled():
         mv = (
             state(ctx)
@@ -107,6 +113,7 @@ def promote(
                 reason=reason,
                 archive_existing=archive_existing,
                 allow_multiple=allow_multiple,
+                force_reason=force,
             )
         )
     out.print(f"{mv.uri} is now in {mv.stage.value}")

@@ -13,7 +13,9 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from loopml.domain.approvals import ForcedPromotion, authorize_promotion
 from loopml.domain.artifacts import ArtifactRef
+from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import (
     IntegrityError,
     InvalidInput,
@@ -21,6 +23,10 @@ from loopml.domain.errors import (
     NotFound,
     PermissionDenied,
 )
+from loopml.domain.gate_checks import ModelFacts, evaluate_gates
+from loopml.domain.gate_events import gates_checked
+from loopml.domain.gate_report import GateReport
+from loopml.domain.gates import GATED_STAGES, GatePolicy
 from loopml.domain.lifecycle import Stage, check_transition
 from loopml.domain.names import validate_artifact_name, validate_identifier
 from loopml.domain.paging import Page, check_page_size
@@ -54,12 +60,14 @@ class RegistryService:
         flavors: FlavorCatalog,
         clock: Clock,
         runs: TrackingStore,
+        gates: GatePolicy | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.flavors = flavors
         self.clock = clock
         self.runs = runs
+        self.gates = gates if gates is not None else GatePolicy()
 
     # models ------------------------------------------------------------------------------
     def create_model(self, name: str, actor: str, description: str = "") -> Model:
@@ -249,12 +257,19 @@ class RegistryService:
         reason: str | None = None,
         archive_existing: bool = False,
         allow_multiple: bool = False,
+        force_reason: str | None = None,
     ) -> ModelVersion:
         """Move a version to ``target``. Production holds one version per model unless
-        ``allow_multiple``; ``archive_existing`` archives the current one in the same step."""
+        ``allow_multiple``; ``archive_existing`` archives the current one in the same step.
+
+        A move into a stage the gate policy guards runs the gates first and is refused
+        (:class:`GatesFailed`, naming each failed check, its value and its bound) unless
+        ``force_reason`` gives a written reason; the verdict, and any force, is audited
+        with the stage change in one transaction."""
         target = Stage.parse(target) if isinstance(target, str) else target
         mv = self.store.get_version(name, version)
         check_transition(mv.uri, mv.stage, target)
+        gate_audit = self._check_gates(mv, target, actor, force_reason)
         changes = [StageChange(version, mv.stage, target)]
         exclusive = None
         if target is Stage.PRODUCTION and not allow_multiple:
@@ -275,8 +290,50 @@ class RegistryService:
         audits = [
             stage_changed(name, c.version, c.expected, c.target, actor, reason) for c in changes
         ]
+        if gate_audit is not None:
+            audits.insert(0, gate_audit)
         self.store.set_stages(name, changes, exclusive, audits)
         return self.store.get_version(name, version)
+
+    def gate_report(self, name: str, version: int, target: Stage | str) -> GateReport:
+        """What the gates say about moving a version into ``target``, without moving it."""
+        target = Stage.parse(target) if isinstance(target, str) else target
+        mv = self.store.get_version(name, version)
+        champion = self._champion(mv)
+        return evaluate_gates(
+            self.gates,
+            name,
+            target,
+            _facts(mv),
+            None if champion is None else _facts(champion),
+        )
+
+    def _check_gates(
+        self, mv: ModelVersion, target: Stage, actor: str, force_reason: str | None
+    ) -> AuditRecord | None:
+        if target not in GATED_STAGES or self.gates.for_stage(mv.model, target) is None:
+            if force_reason is not None:
+                raise InvalidInput(
+                    f"--force was given but no gate guards {target.value} for model "
+                    f"{mv.model!r}; promote without it"
+                )
+            return None
+        report = self.gate_report(mv.model, mv.version, target)
+        force = None if force_reason is None else ForcedPromotion(force_reason)
+        authorize_promotion(report, force=force)
+        return gates_checked(report, actor, force)
+
+    def _champion(self, mv: ModelVersion) -> ModelVersion | None:
+        """The version a candidate is judged against: the one the ``champion`` alias names,
+        else the production version (the newest, if several)."""
+        model = self.store.get_model(mv.model)
+        number = model.aliases.get("champion")
+        if number is None:
+            current = list(self.store.list_versions(mv.model, Stage.PRODUCTION, 1000, None))
+            number = max((v.version for v in current), default=None)
+        if number is None or number == mv.version:
+            return None
+        return self.store.get_version(mv.model, number)
 
     def archive(
         self, name: str, version: int, actor: str, reason: str | None = None
@@ -298,6 +355,15 @@ class RegistryService:
         self.store.delete_alias(
             name, alias, alias_deleted(name, alias, model.aliases[alias], actor)
         )
+
+
+def _facts(mv: ModelVersion) -> ModelFacts:
+    """What the registry knows of a version for the gates: its recorded metrics (slice and
+    fairness values by their full names) and its artifact size. Data validation and
+    predict latency are not recorded yet, so gates that need them report them missing."""
+    return ModelFacts.from_flat_metrics(
+        mv.metrics, model_size_bytes=mv.artifact.size, version=mv.version
+    )
 
 
 def _require_trust(flavor: str, trusted: bool, action: str) -> None:
