@@ -12,7 +12,9 @@ import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.adapters.artifacts.fsspec_store import FsspecBlobStore
 from loopml.adapters.clock import SystemClock
@@ -33,19 +35,29 @@ from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.tracking import SqlTrackingStore
 from loopml.adapters.stat_index import StatIndex
-from loopml.adapters.tables import FileTableReader
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
 from loopml.domain.errors import ConfigError
 from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.gates import GatePolicy
-from loopml.ports import AuditLog, BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
+from loopml.ports import (
+    AuditLog,
+    BlobStore,
+    Clock,
+    DatasetStore,
+    FileIndex,
+    RegistryStore,
+    TrackingStore,
+)
 from loopml.services.audit import AuditService
-from loopml.services.datasets import DatasetService
+from loopml.services.dataset_status import DatasetStatus
 from loopml.services.gc import GarbageCollector
 from loopml.services.lineage import LineageService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
-from loopml.services.validation import ValidationService
+
+if TYPE_CHECKING:
+    from loopml.services.datasets import DatasetService
+    from loopml.services.validation import ValidationService
 
 WORKSPACE_TEMPLATE = f"""\
 # loopml workspace settings. Precedence: defaults < this file < LOOPML_* env < flags.
@@ -70,11 +82,35 @@ class Loopml:
     tracking: TrackingService
     registry: RegistryService
     audit: AuditService
-    datasets: DatasetService
-    validation: ValidationService
-    lineage: LineageService
     gc: GarbageCollector
+    dataset_store: DatasetStore
+    file_index: FileIndex
     database: SqlDatabase | None = None
+
+    # The data services load Arrow and numpy (about 0.5 s), so they are built on first
+    # use: `loopml runs list` or `loopml models show` never pays for them.
+    @cached_property
+    def datasets(self) -> DatasetService:
+        from loopml.adapters.tables import FileTableReader  # lazy: see above
+        from loopml.services.datasets import DatasetService
+
+        return DatasetService(
+            self.dataset_store, self.blobs, FileTableReader(), self.file_index, self.clock
+        )
+
+    @cached_property
+    def data_status(self) -> DatasetStatus:
+        return DatasetStatus(self.dataset_store, self.blobs, self.file_index)
+
+    @cached_property
+    def validation(self) -> ValidationService:
+        from loopml.services.validation import ValidationService  # lazy
+
+        return ValidationService(self.datasets, self.datasets.reader)
+
+    @cached_property
+    def lineage(self) -> LineageService:
+        return LineageService(self.registry, self.tracking, self.datasets)
 
     def close(self) -> None:
         if self.database is not None:
@@ -94,8 +130,6 @@ def _wire(
 ) -> Loopml:
     provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
     index = StatIndex(None if settings is None else settings.root / STATE_DIR / "index")
-    reader = FileTableReader()
-    datasets_service = DatasetService(datasets, blobs, reader, index, clock)
     tracking_service = TrackingService(tracking, blobs, clock, provenance)
     gates = (
         GatePolicy()
@@ -112,10 +146,9 @@ def _wire(
         tracking=tracking_service,
         registry=registry_service,
         audit=AuditService(audit),
-        datasets=datasets_service,
-        validation=ValidationService(datasets_service, reader),
-        lineage=LineageService(registry_service, tracking_service, datasets_service),
         gc=GarbageCollector(tracking, registry, datasets, blobs, clock),
+        dataset_store=datasets,
+        file_index=index,
         database=database,
     )
 

@@ -18,10 +18,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from loopml.adapters.signature import infer_signature
-from loopml.adapters.tables import to_arrow
 from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.config import CONFIG_FILE, load_settings
 from loopml.domain.artifacts import ArtifactRef
@@ -32,9 +31,10 @@ from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
-from loopml.services.datasets import AddResult
 from loopml.services.metric_buffer import MetricBuffer
-from loopml.services.validation import read_schema
+
+if TYPE_CHECKING:
+    from loopml.services.datasets import AddResult
 
 
 class RunList(list[Run]):
@@ -135,6 +135,8 @@ class Client:
         content returns the existing version and stores nothing."""
         if isinstance(data, str | Path):
             return self.app.datasets.add_path(name, Path(data), self.actor, message)
+        from loopml.adapters.tables import to_arrow  # Arrow loads on use
+
         return self.app.datasets.add_table(name, to_arrow(data), self.actor, message=message)
 
     def log_dataset(
@@ -164,6 +166,9 @@ class Client:
     ) -> ValidationReport:
         """Check ``data`` (a path, DataFrame, Arrow table or numpy array) against a schema
         or a schema file; ``report.ok`` is False when any finding is an error."""
+        from loopml.adapters.tables import to_arrow  # Arrow loads on use
+        from loopml.services.validation import read_schema
+
         rules = schema if isinstance(schema, DataSchema) else read_schema(Path(schema))
         if isinstance(data, str | Path):
             return self.app.validation.validate_path(Path(data), rules, environment)

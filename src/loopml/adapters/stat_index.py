@@ -32,13 +32,12 @@ from pathlib import Path
 import blake3
 import numpy as np
 
-from loopml.adapters.tables import SUFFIXES
-from loopml.domain.datasets import FolderStatus, SourceFile
+from loopml.domain.datasets import TABLE_SUFFIXES, FolderStatus, SourceFile
 from loopml.domain.errors import NotFound, StorageError
 from loopml.ports import TableFile
 
 _MAGIC = b"LOOPML-STAT-INDEX 1\n"
-_TABLE_SUFFIXES = tuple(SUFFIXES)
+_TABLE_SUFFIXES = tuple(TABLE_SUFFIXES)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loopml.domain.datasets import TABLE_SUFFIXES
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.ports import TableFile
 
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_CSV_BLOCK = 16 << 20  # bytes per CSV block: one record batch each
+SUFFIXES = TABLE_SUFFIXES
+_CSV_BLOCK = 4 << 20  # bytes per CSV block: Arrow reads ~40 ahead, so this bounds memory
 
 
 class FileTableReader:

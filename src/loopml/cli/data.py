@@ -187,7 +187,7 @@ def status(
 ) -> None:
     """What changed in a folder since the newest version of NAME (exit 1 if anything)."""
     with handled():
-        found = state(ctx).client().app.datasets.status(name, path)
+        found = state(ctx).client().app.data_status.status(name, path)
     if as_json:
         print_json(
             {

@@ -27,6 +27,7 @@ from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.names import validate_identifier
 
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}  # file -> reader
 CHUNK_ROWS = 131_072  # rows per chunk: small enough to append cheaply, big for Parquet
 
 

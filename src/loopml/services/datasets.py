@@ -50,6 +50,7 @@ from loopml.ports import (
     TableFile,
     TableReader,
 )
+from loopml.services.dataset_status import DatasetStatus, load_manifest
 from loopml.stats.diff import row_changes
 from loopml.stats.profile import ProfileBuilder, TableProfile
 from loopml.stats.profile_compare import column_moves
@@ -102,18 +103,8 @@ class DatasetService:
         return result
 
     def status(self, name: str, path: Path | None = None) -> FolderStatus:
-        """What changed in the folder (``path``, else the newest version's source) since
-        the newest version; only files whose stat changed are hashed again."""
-        version = self.store.get_version(validate_identifier("dataset name", name), None)
-        root = Path(version.source) if path is None else path
-        if not version.source and path is None:
-            raise InvalidInput(
-                f"{version.ref} was not added from a folder; give the folder to compare: "
-                f"`loopml data status {name} PATH`"
-            )
-        holds = path is None and self.index.holds(name, version.version)
-        baseline = None if holds else list(self.manifest(version).files)
-        return self.index.status(name, version.version, root, baseline)
+        """See :class:`loopml.services.dataset_status.DatasetStatus`."""
+        return DatasetStatus(self.store, self.blobs, self.index).status(name, path)
 
     def add_table(
         self, name: str, table: pa.Table, actor: str, source: str = "", message: str = ""
@@ -196,7 +187,7 @@ class DatasetService:
         return TableProfile.from_dict(json.loads(self.blobs.get_bytes(version.profile)))
 
     def manifest(self, version: DatasetVersion) -> Manifest:
-        return Manifest.from_dict(json.loads(self.blobs.get_bytes(version.manifest)))
+        return load_manifest(self.blobs, version)
 
     def batches(
         self, version: DatasetVersion, chunks: Iterable[DataChunk] | None = None

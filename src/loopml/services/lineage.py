@@ -7,13 +7,17 @@ and says plainly where the trail breaks.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from loopml.domain.errors import NotFound
 from loopml.domain.lineage import LineageNode
 from loopml.domain.registry import ModelVersion
 from loopml.domain.tracking import CodeVersion, DatasetRef, Run
-from loopml.services.datasets import DatasetService
 from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
+
+if TYPE_CHECKING:  # the type only: importing it would load Arrow for every CLI command
+    from loopml.services.datasets import DatasetService
 
 _MAX_PARENTS = 20  # dataset ancestors shown; older ones are one `loopml data log` away
 

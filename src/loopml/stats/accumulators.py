@@ -38,7 +38,8 @@ Kind = Literal["numeric", "datetime", "categorical", "boolean", "other"]
 Number = int | float
 Array = npt.NDArray[Any]
 # Shared empty states: every update replaces them with new arrays, never writes into them.
-_NO_KEYS = pa.array([], type=pa.large_string())
+# An empty array built without pa.array(), which imports pandas (0.3 s) on first use.
+_NO_KEYS = pa.nulls(0, pa.large_string())
 _NO_COUNTS: Array = np.zeros(0, dtype=np.int64)
 _NO_COUNTS.flags.writeable = False
 
