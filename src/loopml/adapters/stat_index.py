@@ -29,9 +29,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import blake3
 import numpy as np
 
+from loopml.adapters.artifacts.fsspec_store import hash_large_file
 from loopml.domain.datasets import TABLE_SUFFIXES, FolderStatus, SourceFile
 from loopml.domain.errors import NotFound, StorageError
 from loopml.ports import TableFile
@@ -126,7 +126,7 @@ class StatIndex:
                         ):
                             seen[rel] = row
                         else:
-                            hashed[rel] = _hash(entry.path)
+                            hashed[rel] = hash_large_file(entry.path)
                     elif entry.is_dir(follow_symlinks=False):
                         stack.append((entry.path, f"{prefix}{name_}/"))
         if baseline is None:  # the index holds the version: a stat match is unchanged
@@ -188,9 +188,3 @@ def _parse(data: bytes) -> _Recorded:
     sizes, mtimes, inodes = columns
     index = dict(zip(paths, range(n), strict=True))
     return _Recorded(int(header["version"]), index, sizes, mtimes, inodes, digests)
-
-
-def _hash(path: str) -> str:
-    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-    hasher.update_mmap(path)
-    return str(hasher.hexdigest())

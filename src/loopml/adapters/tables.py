@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loopml.adapters.artifacts.fsspec_store import hash_large_file
 from loopml.domain.datasets import TABLE_SUFFIXES
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.ports import TableFile
@@ -56,15 +56,14 @@ def _table_file(path: Path, relative: str) -> TableFile:
         )
     try:
         st = path.stat()  # before hashing: a write during the hash shows as a newer mtime
-        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-        hasher.update_mmap(path)
+        digest = hash_large_file(path)
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc}") from exc
     read = _csv_batches if kind == "csv" else _parquet_batches
     return TableFile(
         relative,
         st.st_size,
-        hasher.hexdigest(),
+        digest,
         lambda: read(path),
         st.st_mtime_ns,
         st.st_ino,
