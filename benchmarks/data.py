@@ -139,9 +139,8 @@ class Measured:
 class _MemoryPoller(threading.Thread):
     """Samples a child's anonymous resident memory (``RssAnon`` of /proc/PID/status).
 
-    ``ru_maxrss`` also counts pages of files the child maps (loopml hashes a source file
-    through ``mmap``), which the kernel drops at will; RssAnon is the memory the process
-    itself holds."""
+    ``ru_maxrss`` also counts pages of files the child maps, which the kernel drops at
+    will; RssAnon is the memory the process itself holds."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
@@ -1052,10 +1051,9 @@ def describe(sizes: Sizes, mode: str, facts: dict[str, Any]) -> list[str]:
         )
     if "big_rows" in facts:
         notes.append(
-            f"big: peak RSS (ru_maxrss) counts the pages of the source file that loopml maps "
-            f"to hash it; anonymous memory (RssAnon, sampled every 20 ms) is what the "
-            f"process holds itself; budget {facts['budget_mib']:,} MiB is measured, not "
-            "enforced"
+            f"big: peak RSS (ru_maxrss) counts every resident page; anonymous memory "
+            f"(RssAnon, sampled every 20 ms) is what the process holds itself; budget "
+            f"{facts['budget_mib']:,} MiB is measured, not enforced"
         )
     if mode == "quick":
         notes.append(
