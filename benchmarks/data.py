@@ -395,7 +395,8 @@ def validation_side(tool: str, rows: int, repeats: int) -> dict[str, Any]:
 def _loopml_validation(
     table: pa.Table, bad: pa.Table, count: int, rules: Sequence[Rule], repeats: int
 ) -> dict[str, float]:
-    from loopml.domain.data_schema import Check, ColumnRule, DataSchema
+    from loopml.domain.data_schema import ColumnRule, DataSchema
+    from loopml.domain.validation_report import Check
     from loopml.stats.validate import validate
 
     schema = DataSchema(

@@ -25,12 +25,13 @@ from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.config import CONFIG_FILE, load_settings
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditEvent, ChainReport
-from loopml.domain.data_schema import DataSchema, ValidationReport
+from loopml.domain.data_schema import DataSchema
 from loopml.domain.datasets import DatasetVersion
 from loopml.domain.lifecycle import Stage
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
+from loopml.domain.validation_report import ValidationReport
 from loopml.services.metric_buffer import MetricBuffer
 
 if TYPE_CHECKING:

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.bootstrap import init_workspace, open_workspace
 from loopml.client import Client
-from loopml.domain.data_schema import DataSchema, schema_to_toml
+from loopml.domain.data_schema import DataSchema
+from loopml.domain.schema_file import schema_to_toml
 from loopml.domain.tracking import DatasetRef
 
 if TYPE_CHECKING:

@@ -15,17 +15,13 @@ from loopml.domain.data_schema import (
     INFER_COMMAND,
     SERVING,
     TRAINING,
-    Check,
     ColumnRule,
     DataSchema,
-    Finding,
-    Severity,
     TypeFamily,
-    ValidationReport,
-    schema_from_toml,
-    schema_to_toml,
 )
 from loopml.domain.errors import InvalidInput
+from loopml.domain.schema_file import schema_from_toml, schema_to_toml
+from loopml.domain.validation_report import Check, Finding, Severity, ValidationReport
 
 F = TypeFamily
 

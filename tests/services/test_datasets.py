@@ -18,8 +18,8 @@ from loopml.adapters.memory.stores import MemoryDatabase
 from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.client import Client
-from loopml.domain.data_schema import schema_to_toml
 from loopml.domain.errors import InvalidInput, NotFound
+from loopml.domain.schema_file import schema_to_toml
 from loopml.services.datasets import DatasetService
 
 

@@ -12,15 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import loopml
-from loopml.domain.data_schema import (
-    SERVING,
-    TRAINING,
-    ColumnRule,
-    TypeFamily,
-    schema_from_toml,
-    schema_to_toml,
-)
+from loopml.domain.data_schema import SERVING, TRAINING, ColumnRule, TypeFamily
 from loopml.domain.errors import InvalidInput
+from loopml.domain.schema_file import schema_from_toml, schema_to_toml
 from loopml.stats.schema import MAX_CATEGORIES, infer_schema, widen
 from loopml.stats.validate import validate
 

@@ -20,15 +20,12 @@ from loopml.domain.data_schema import (
     INFER_COMMAND,
     SERVING,
     TRAINING,
-    Check,
     ColumnRule,
     DataSchema,
-    Finding,
-    Severity,
     TypeFamily,
-    ValidationReport,
 )
 from loopml.domain.errors import InvalidInput
+from loopml.domain.validation_report import Check, Finding, Severity, ValidationReport
 from loopml.stats.keys import DuplicateKeyFinder
 from loopml.stats.schema import infer_schema
 from loopml.stats.validate import validate

@@ -232,7 +232,7 @@ def schema(
     ] = None,
 ) -> None:
     """Infer a schema (types, nulls, ranges, categories, key, label) to edit and commit."""
-    from loopml.domain.data_schema import schema_to_toml
+    from loopml.domain.schema_file import schema_to_toml
 
     with handled():
         found = state(ctx).client().app.validation.infer(ref, label, key, tolerance)

@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from loopml.domain.data_schema import DataSchema, ValidationReport, schema_from_toml
+from loopml.domain.data_schema import DataSchema
 from loopml.domain.errors import InvalidInput, NotFound
+from loopml.domain.schema_file import schema_from_toml
+from loopml.domain.validation_report import ValidationReport
 from loopml.ports import TableReader
 from loopml.services.datasets import DatasetService
 from loopml.stats.schema import DEFAULT_TOLERANCE, infer_schema

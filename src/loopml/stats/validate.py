@@ -29,17 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.domain.data_schema import (
-    INFER_COMMAND,
-    RANGED,
-    Check,
-    ColumnRule,
-    DataSchema,
-    Finding,
-    Scalar,
-    Severity,
-    ValidationReport,
-)
+from loopml.domain.data_schema import INFER_COMMAND, RANGED, ColumnRule, DataSchema, Scalar
+from loopml.domain.validation_report import Check, Finding, Severity, ValidationReport
 from loopml.stats.columns import (
     EXAMPLES,
     Converted,
