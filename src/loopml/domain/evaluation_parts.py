@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.domain.errors import InvalidInput
+from loopml.domain.json_numbers import decode_number, encode_number
 
 __all__ = [
     "Calibration",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 _METRIC = re.compile(r"^[a-z][a-z0-9_]*$")
-_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 def check_metric(metric: object, full: object = None) -> None:
@@ -364,9 +364,7 @@ def checked_metrics(values: Mapping[str, object]) -> dict[str, float]:
 
 
 def _encode(value: float) -> float | str:
-    if math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return encode_number(value)  # type: ignore[return-value]  # a float or its string
 
 
 def _encode_all(values: Iterable[float]) -> list[float | str]:
@@ -378,15 +376,7 @@ def encode_metrics(values: Mapping[str, float]) -> dict[str, float | str]:
 
 
 def _decode(value: object) -> float:
-    if isinstance(value, str):
-        try:
-            return _SPECIAL[value]
-        except KeyError:
-            raise InvalidInput(
-                f"an evaluation number is the string {value!r}; only 'nan', 'inf' and '-inf' "
-                "are allowed"
-            ) from None
-    return _float(value)
+    return _float(decode_number(value, "an evaluation number"))
 
 
 def _decode_all(values: Iterable[object]) -> tuple[float, ...]:

@@ -7,12 +7,12 @@ was expected, what was seen (counts and a few examples) and what to do, with a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from loopml.domain.data_schema import Scalar
+from loopml.domain.json_numbers import encode_number
 
 
 class Severity(StrEnum):
@@ -129,6 +129,4 @@ class ValidationReport:
 
 
 def _json_scalar(value: Scalar) -> Scalar:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # "nan", "inf", "-inf": strict JSON has no such numbers
-    return value
+    return encode_number(value)  # type: ignore[return-value]  # strict JSON: no NaN

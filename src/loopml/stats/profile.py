@@ -59,13 +59,13 @@ are the strings ``"inf"`` and ``"-inf"``; NaN never occurs (it is missing); ``No
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, get_args
 
 import pyarrow as pa
 
 from loopml.domain.errors import InvalidInput, NotFound
+from loopml.domain.json_numbers import decode_number, encode_number
 from loopml.stats.accumulators import PERCENTILES, Kind, Number, ProfileConfig, accumulator_for
 
 __all__ = [
@@ -80,7 +80,6 @@ __all__ = [
 
 FORMAT = 1
 _KINDS = frozenset(get_args(Kind))
-_SPECIAL = {"inf": math.inf, "-inf": -math.inf}
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,27 +285,19 @@ class TableProfile:
 
 
 def _encode(value: Number | str | None) -> Number | str | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "inf" if value > 0 else "-inf"  # NaN is never stored: it counts as missing
-    return value
+    return encode_number(value)  # type: ignore[return-value]  # a number or its string
 
 
 def _decode_all(values: list[Any]) -> tuple[Any, ...]:
     # Containment runs in C: loading stays fast for the usual lists without infinities.
-    if "inf" in values or "-inf" in values:
+    if "inf" in values or "-inf" in values or "nan" in values:
         return tuple(_decode(v) for v in values)
     return tuple(values)
 
 
 def _decode(value: Any) -> Any:
-    if value.__class__ is str:
-        try:
-            return _SPECIAL[value]
-        except KeyError:
-            raise InvalidInput(
-                f"a profile number is the string {value!r}; only 'inf' and '-inf' are allowed"
-            ) from None
-    return value
+    # NaN is never stored (it counts as missing): a "nan" here is a damaged profile.
+    return decode_number(value, "a profile number", allowed=("inf", "-inf"))
 
 
 class ProfileBuilder:
