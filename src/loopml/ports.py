@@ -47,8 +47,9 @@ class BlobStore(Protocol):
 
     def put_bytes(self, data: bytes) -> Digest: ...
 
-    def digest(self, data: bytes) -> Digest:
-        """The digest ``put_bytes`` would store ``data`` under, without storing it."""
+    def store_bytes(self, data: bytes) -> tuple[Digest, bool]:
+        """``put_bytes``, also saying whether this call stored the content (True) or found
+        it stored already (False; it is then marked as just stored, for gc)."""
         ...
 
     def put_file(self, path: Path) -> tuple[Digest, int]:

@@ -385,16 +385,23 @@ def test_unknown_protocol_is_a_config_error() -> None:
         FsspecBlobStore("nosuchprotocol://bucket/prefix")
 
 
+def test_store_bytes_says_whether_it_stored_the_content(store: BlobStore) -> None:
+    digest, new = store.store_bytes(b"chunk")
+    assert new and store.get_bytes(digest) == b"chunk"
+    assert store.store_bytes(b"chunk") == (digest, False)
+    assert store.put_bytes(b"chunk") == digest
+
+
 def test_objects_are_listed_and_deleted(store: BlobStore) -> None:
-    digests = {store.put_bytes(b"one"), store.put_bytes(b"two")}
+    one, two = store.put_bytes(b"one"), store.put_bytes(b"two")
     listed = {o.digest: o for o in store.list_objects()}
-    assert set(listed) == digests
-    assert listed[store.digest(b"one")].size == 3
+    assert set(listed) == {one, two}
+    assert listed[one].size == 3
     assert all(o.modified_s > time.time() - 600 for o in listed.values())
-    store.delete(store.digest(b"one"))
-    store.delete(store.digest(b"one"))  # already gone: nothing happens
-    assert [o.digest for o in store.list_objects()] == [store.digest(b"two")]
-    assert not store.exists(store.digest(b"one"))
+    store.delete(one)
+    store.delete(one)  # already gone: nothing happens
+    assert [o.digest for o in store.list_objects()] == [two]
+    assert not store.exists(one)
 
 
 def test_local_storing_existing_content_marks_it_young_again(tmp_path: Path) -> None:

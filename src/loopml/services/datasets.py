@@ -136,11 +136,10 @@ class DatasetService:
                     continue
                 profile.update(table)
                 data = _parquet_bytes(table)
-                digest = self.blobs.digest(data)
-                if not self.blobs.exists(digest):
+                digest, new = self.blobs.store_bytes(data)  # hashed once; re-stamped if old
+                if new:
                     new_chunks += 1
                     new_bytes += len(data)
-                self.blobs.put_bytes(data)  # stored, or re-stamped as young for gc
                 chunks.append(DataChunk(digest, table.num_rows, len(data), file.path, offset))
                 offset += table.num_rows
                 if progress is not None:

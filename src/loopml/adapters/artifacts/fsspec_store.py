@@ -131,23 +131,23 @@ class FsspecBlobStore:
     def __repr__(self) -> str:
         return f"FsspecBlobStore({self.url!r})"
 
-    def digest(self, data: bytes) -> Digest:
-        return hash_bytes(data)
-
     def put_bytes(self, data: bytes) -> Digest:
+        return self.store_bytes(data)[0]
+
+    def store_bytes(self, data: bytes) -> tuple[Digest, bool]:
         digest = hash_bytes(data)
         if self._local is None:
-            self._put_remote(digest, lambda path: self._fs.pipe_file(path, data))
-            return digest
+            return digest, self._put_remote(digest, lambda path: self._fs.pipe_file(path, data))
         final = Path(self._location(digest))
         try:
-            if not _refresh(final):
-                with _staged(final.parent) as staged:
-                    staged.file.write(data)
-                    staged.commit(final)
+            if _refresh(final):
+                return digest, False
+            with _staged(final.parent) as staged:
+                staged.file.write(data)
+                staged.commit(final)
         except OSError as exc:
             raise StorageError(f"cannot write object {digest} to {final}: {exc}") from exc
-        return digest
+        return digest, True
 
     def put_file(self, path: Path) -> tuple[Digest, int]:
         # Hash first, so content already stored costs one read and no write at all.
@@ -259,13 +259,16 @@ class FsspecBlobStore:
             raise StorageError(f"cannot open object {digest} at {location}: {exc}") from exc
         return source
 
-    def _put_remote(self, digest: Digest, upload: Callable[[str], object]) -> None:
+    def _put_remote(self, digest: Digest, upload: Callable[[str], object]) -> bool:
+        """Upload unless already stored; True if this call stored it."""
         location = self._location(digest)
         try:
-            if not self._fs.exists(location):
-                upload(location)
+            if self._fs.exists(location):
+                return False
+            upload(location)
         except OSError as exc:
             raise StorageError(f"cannot write object {digest} to {location}: {exc}") from exc
+        return True
 
     def _not_found(self, digest: Digest, location: str) -> NotFound:
         return NotFound(

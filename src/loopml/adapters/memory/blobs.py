@@ -32,14 +32,16 @@ class MemoryBlobStore:
     def __repr__(self) -> str:
         return f"MemoryBlobStore({len(self.objects)} objects)"
 
-    def digest(self, data: bytes) -> Digest:
-        return hash_bytes(data)
-
     def put_bytes(self, data: bytes) -> Digest:
+        return self.store_bytes(data)[0]
+
+    def store_bytes(self, data: bytes) -> tuple[Digest, bool]:
         digest = hash_bytes(data)
-        self.objects.setdefault(digest, bytes(data))
+        new = digest not in self.objects
+        if new:
+            self.objects[digest] = bytes(data)
         self.modified[digest] = time.time()
-        return digest
+        return digest, new
 
     def put_file(self, path: Path) -> tuple[Digest, int]:
         try:
