@@ -4,24 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from cli_support import cli, runner
 
 from loopml.cli.main import app
 from loopml.client import Client
-
-runner = CliRunner()
-
-
-def cli(ws: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["--workspace", str(ws), *args])
-    return result.exit_code, result.output
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    result = runner.invoke(app, ["init", str(tmp_path / "ws")])
-    assert result.exit_code == 0, result.output
-    return tmp_path / "ws"
 
 
 def seed(ws: Path) -> list[str]:

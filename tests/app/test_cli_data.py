@@ -8,24 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from cli_support import cli
 from sklearn.linear_model import LinearRegression
-from typer.testing import CliRunner
 
-from loopml.cli.main import app
 from loopml.client import Client
-
-runner = CliRunner()
-
-
-def cli(ws: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["--workspace", str(ws), *args])
-    return result.exit_code, result.output
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == 0
-    return tmp_path / "ws"
 
 
 def test_add_log_show_get_round_trip(ws: Path, tmp_path: Path) -> None:

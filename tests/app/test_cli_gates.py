@@ -5,24 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_support import cli
 from sklearn.linear_model import LinearRegression
-from typer.testing import CliRunner
 
-from loopml.cli.main import app
 from loopml.client import Client
-
-runner = CliRunner()
-
-
-def cli(ws: Path, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, ["--workspace", str(ws), *args])
-    return result.exit_code, result.output
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    assert runner.invoke(app, ["init", str(tmp_path / "ws")]).exit_code == 0
-    ws = tmp_path / "ws"
+def gated(ws: Path) -> Path:
+    """A workspace whose policy gates production on rmse, with v1 (rmse 41.2) in staging."""
     with (ws / "loopml.toml").open("a") as toml:
         toml.write("\n[gates.default.production.thresholds]\nrmse = 40.0\n")
     with Client(ws) as client:
@@ -33,7 +24,8 @@ def ws(tmp_path: Path) -> Path:
     return ws
 
 
-def test_a_refused_promotion_names_the_check_and_force_is_audited(ws: Path) -> None:
+def test_a_refused_promotion_names_the_check_and_force_is_audited(gated: Path) -> None:
+    ws = gated
     code, output = cli(ws, "models", "promote", "m", "1", "production")
     assert code == 5
     assert "rmse 41.2 is above the maximum 40.0" in output
@@ -43,7 +35,8 @@ def test_a_refused_promotion_names_the_check_and_force_is_audited(ws: Path) -> N
     assert "model_version.gates_forced" in output
 
 
-def test_a_malformed_gate_policy_is_named_at_open(ws: Path) -> None:
+def test_a_malformed_gate_policy_is_named_at_open(gated: Path) -> None:
+    ws = gated
     with (ws / "loopml.toml").open("a") as toml:
         toml.write('\n[gates.default.production.champion]\nrmse = "five"\n')
     code, output = cli(ws, "models", "list")
