@@ -35,6 +35,10 @@ _EXPORTS = {
     "register_model": "loopml.fluent",
     "load_model": "loopml.fluent",
     "search_runs": "loopml.fluent",
+    "sweep": "loopml.fluent",
+    "run_pipeline": "loopml.fluent",
+    "step": "loopml.domain.pipelines",
+    "Pipeline": "loopml.domain.pipelines",
     "flush": "loopml.fluent",
     "Stage": "loopml.domain.lifecycle",
     "RunStatus": "loopml.domain.tracking",
@@ -62,6 +66,7 @@ __all__ = [
     "LoopmlError",
     "NotFound",
     "PermissionDenied",
+    "Pipeline",
     "RunStatus",
     "Signature",
     "Stage",
@@ -77,10 +82,13 @@ __all__ = [
     "log_param",
     "log_params",
     "register_model",
+    "run_pipeline",
     "search_runs",
     "set_client",
     "set_tags",
     "start_run",
+    "step",
+    "sweep",
 ]
 
 if TYPE_CHECKING:
@@ -95,6 +103,7 @@ if TYPE_CHECKING:
         PermissionDenied,
     )
     from loopml.domain.lifecycle import Stage
+    from loopml.domain.pipelines import Pipeline, step
     from loopml.domain.registry import ColumnSpec, Signature
     from loopml.domain.tracking import DatasetRef, RunStatus
     from loopml.fluent import (
@@ -108,10 +117,12 @@ if TYPE_CHECKING:
         log_param,
         log_params,
         register_model,
+        run_pipeline,
         search_runs,
         set_client,
         set_tags,
         start_run,
+        sweep,
     )
 
 

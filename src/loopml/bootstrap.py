@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING
 from loopml.adapters.artifacts.fsspec_store import FsspecBlobStore
 from loopml.adapters.clock import SystemClock
 from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
+from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.blobs import MemoryBlobStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
+from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
     MemoryDatabase,
@@ -29,10 +31,13 @@ from loopml.adapters.memory.stores import (
 )
 from loopml.adapters.provenance import GitProvenance
 from loopml.adapters.sql import migrate
+from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.evaluations import SqlEvaluationStore
 from loopml.adapters.sql.registry import SqlRegistryStore
+from loopml.adapters.sql.step_cache import SqlStepCache
 from loopml.adapters.sql.tracking import SqlTrackingStore
 from loopml.adapters.stat_index import StatIndex
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
@@ -40,12 +45,15 @@ from loopml.domain.errors import ConfigError
 from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.gates import GatePolicy
 from loopml.ports import (
+    ApprovalStore,
     AuditLog,
     BlobStore,
     Clock,
     DatasetStore,
+    EvaluationStore,
     FileIndex,
     RegistryStore,
+    StepCache,
     TrackingStore,
 )
 from loopml.services.audit import AuditService
@@ -57,6 +65,9 @@ from loopml.services.tracking import TrackingService
 
 if TYPE_CHECKING:
     from loopml.services.datasets import DatasetService
+    from loopml.services.model_cards import ModelCardService
+    from loopml.services.model_evaluation import EvaluationService
+    from loopml.services.pipelines import PipelineService
     from loopml.services.validation import ValidationService
 
 WORKSPACE_TEMPLATE = f"""\
@@ -83,9 +94,14 @@ class Loopml:
     registry: RegistryService
     audit: AuditService
     gc: GarbageCollector
-    dataset_store: DatasetStore
+    stores: Stores
     file_index: FileIndex
+    root: Path  # the project folder: pipelines' code is hashed below it
     database: SqlDatabase | None = None
+
+    @property
+    def dataset_store(self) -> DatasetStore:
+        return self.stores.datasets
 
     # The data services load Arrow and numpy (about 0.5 s), so they are built on first
     # use: `loopml runs list` or `loopml models show` never pays for them.
@@ -112,32 +128,85 @@ class Loopml:
     def lineage(self) -> LineageService:
         return LineageService(self.registry, self.tracking, self.datasets)
 
+    @cached_property
+    def evaluations(self) -> EvaluationService:
+        from loopml.adapters.evaluation_html import evaluation_html  # lazy: numpy, Arrow
+        from loopml.services.model_evaluation import EvaluationService
+
+        return EvaluationService(
+            self.registry,
+            self.stores.evaluations,
+            self.blobs,
+            self.datasets,
+            evaluation_html,
+            self.clock,
+        )
+
+    @cached_property
+    def cards(self) -> ModelCardService:
+        from loopml.services.model_cards import ModelCardService  # lazy: numpy, Arrow
+
+        return ModelCardService(self.registry, self.evaluations, self.datasets, self.lineage)
+
+    @cached_property
+    def pipelines(self) -> PipelineService:
+        from loopml.adapters.code_digest import SourceCodeDigester  # lazy: numpy, Arrow
+        from loopml.adapters.step_outputs import StepOutputCodec
+        from loopml.services.pipelines import PipelineService
+
+        return PipelineService(
+            self.tracking,
+            self.stores.steps,
+            self.blobs,
+            StepOutputCodec(self.registry.flavors),
+            SourceCodeDigester(self.root),
+            self.datasets,
+            self.clock,
+        )
+
     def close(self) -> None:
         if self.database is not None:
             self.database.dispose()
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The metadata stores of one backend (SQL or memory)."""
+
+    tracking: TrackingStore
+    registry: RegistryStore
+    audit: AuditLog
+    datasets: DatasetStore
+    approvals: ApprovalStore
+    evaluations: EvaluationStore
+    steps: StepCache
 
 
 def _wire(
     settings: Settings | None,
     clock: Clock,
     blobs: BlobStore,
-    tracking: TrackingStore,
-    registry: RegistryStore,
-    audit: AuditLog,
-    datasets: DatasetStore,
+    stores: Stores,
     database: SqlDatabase | None,
     cwd: Path,
 ) -> Loopml:
     provenance = GitProvenance(cwd) if settings is None or settings.capture_code else None
     index = StatIndex(None if settings is None else settings.root / STATE_DIR / "index")
-    tracking_service = TrackingService(tracking, blobs, clock, provenance)
+    tracking_service = TrackingService(stores.tracking, blobs, clock, provenance)
     gates = (
         GatePolicy()
         if settings is None
         else policy_from_mapping(settings.gates, str(settings.root / CONFIG_FILE))
     )
     registry_service = RegistryService(
-        registry, blobs, DefaultFlavorCatalog(), clock, tracking, gates
+        stores.registry,
+        blobs,
+        DefaultFlavorCatalog(),
+        clock,
+        stores.tracking,
+        gates,
+        approvals=stores.approvals,
+        evaluations=stores.evaluations,
     )
     return Loopml(
         settings=settings,
@@ -145,10 +214,19 @@ def _wire(
         blobs=blobs,
         tracking=tracking_service,
         registry=registry_service,
-        audit=AuditService(audit),
-        gc=GarbageCollector(tracking, registry, datasets, blobs, clock),
-        dataset_store=datasets,
+        audit=AuditService(stores.audit),
+        gc=GarbageCollector(
+            stores.tracking,
+            stores.registry,
+            stores.datasets,
+            stores.evaluations,
+            stores.steps,
+            blobs,
+            clock,
+        ),
+        stores=stores,
         file_index=index,
+        root=cwd if settings is None else settings.root,
         database=database,
     )
 
@@ -157,34 +235,32 @@ def build(settings: Settings) -> Loopml:
     """Wire the SQL and artifact adapters named by ``settings``. No I/O happens here."""
     clock = SystemClock()
     db = SqlDatabase(settings.metadata_url, busy_timeout_s=settings.busy_timeout_seconds)
-    return _wire(
-        settings,
-        clock,
-        FsspecBlobStore(settings.artifact_url),
-        SqlTrackingStore(db),
-        SqlRegistryStore(db, clock),
-        SqlAuditLog(db, clock),
-        SqlDatasetStore(db),
-        db,
-        Path.cwd(),
+    stores = Stores(
+        tracking=SqlTrackingStore(db),
+        registry=SqlRegistryStore(db, clock),
+        audit=SqlAuditLog(db, clock),
+        datasets=SqlDatasetStore(db),
+        approvals=SqlApprovalStore(db),
+        evaluations=SqlEvaluationStore(db),
+        steps=SqlStepCache(db),
     )
+    return _wire(settings, clock, FsspecBlobStore(settings.artifact_url), stores, db, Path.cwd())
 
 
 def build_memory(clock: Clock | None = None) -> Loopml:
     """Everything in memory: for tests, notebooks and trying loopml out."""
     clock = clock or SystemClock()
     mem = MemoryDatabase()
-    return _wire(
-        None,
-        clock,
-        MemoryBlobStore(),
-        MemoryTrackingStore(mem),
-        MemoryRegistryStore(mem, clock),
-        MemoryAuditLog(mem, clock),
-        MemoryDatasetStore(mem),
-        None,
-        Path.cwd(),
+    stores = Stores(
+        tracking=MemoryTrackingStore(mem),
+        registry=MemoryRegistryStore(mem, clock),
+        audit=MemoryAuditLog(mem, clock),
+        datasets=MemoryDatasetStore(mem),
+        approvals=MemoryApprovalStore(mem),
+        evaluations=MemoryEvaluationStore(mem),
+        steps=MemoryStepCache(mem),
     )
+    return _wire(None, clock, MemoryBlobStore(), stores, None, Path.cwd())
 
 
 def open_workspace(settings: Settings, *, create: bool = False) -> Loopml:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import atexit
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,19 +23,27 @@ from typing import TYPE_CHECKING, Any, Literal
 from loopml.adapters.signature import infer_signature
 from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.config import CONFIG_FILE, load_settings
+from loopml.domain.approvals import ApprovalRequest, ApprovalStatus
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditEvent, ChainReport
 from loopml.domain.data_schema import DataSchema
 from loopml.domain.datasets import DatasetVersion
+from loopml.domain.evaluation import Evaluation
+from loopml.domain.gate_checks import ModelFacts
+from loopml.domain.gate_report import GateReport
 from loopml.domain.lifecycle import Stage
+from loopml.domain.model_evaluation import ModelEvaluation
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
 from loopml.domain.validation_report import ValidationReport
 from loopml.services.metric_buffer import MetricBuffer
+from loopml.services.sweep import Trial, run_sweep
 
 if TYPE_CHECKING:
+    from loopml.domain.sweep import SweepResult, TrialRecord
     from loopml.services.datasets import AddResult
+    from loopml.services.model_evaluation import EvaluationResult
 
 
 class RunList(list[Run]):
@@ -291,11 +299,188 @@ class Client:
     def archive(self, name: str, version: int, reason: str | None = None) -> ModelVersion:
         return self.app.registry.archive(name, version, self.actor, reason)
 
+    # approvals ---------------------------------------------------------------------------
+    def request_approval(
+        self, name: str, version: int, stage: Stage | str = Stage.PRODUCTION
+    ) -> ApprovalRequest:
+        """Ask that another person approve moving a version into ``stage``, whose gate
+        policy sets ``require_approval``; give them the returned request's ``id``."""
+        return self.app.registry.request_approval(name, version, stage, self.actor)
+
+    def approve(self, request_id: str, comment: str | None = None) -> ApprovalRequest:
+        """Approve a pending request; then anyone may promote the version."""
+        return self.app.registry.approve(request_id, self.actor, comment)
+
+    def reject(self, request_id: str, comment: str) -> ApprovalRequest:
+        """Reject a pending request; the comment says why and is required."""
+        return self.app.registry.reject(request_id, self.actor, comment)
+
+    def cancel_approval(self, request_id: str, comment: str | None = None) -> ApprovalRequest:
+        """Withdraw your own pending request."""
+        return self.app.registry.cancel(request_id, self.actor, comment)
+
+    def get_approval(self, request_id: str) -> ApprovalRequest:
+        return self.app.registry.get_approval(request_id)
+
+    def list_approvals(
+        self,
+        model: str | None = None,
+        status: ApprovalStatus | str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[ApprovalRequest]:
+        """Approval requests, newest first; of one model and one status when given."""
+        return self.app.registry.list_approvals(model, status, page_size, page_token)
+
+    # evaluation and gates ----------------------------------------------------------------
+    def evaluate_model(
+        self,
+        uri: str,
+        data: object,
+        *,
+        label: str,
+        slices: Sequence[str] = (),
+        sensitive: Sequence[str] = (),
+        schema: DataSchema | None = None,
+        importance_metric: str | None = None,
+        trusted: bool = False,
+    ) -> EvaluationResult:
+        """Evaluate a registered version on labelled ``data`` (``NAME@VERSION`` of a
+        dataset, or a DataFrame / Arrow table) and store the evaluation with it."""
+        return self.app.evaluations.evaluate(
+            uri,
+            data,
+            label=label,
+            actor=self.actor,
+            slices=slices,
+            sensitive=sensitive,
+            schema=schema,
+            importance_metric=importance_metric,
+            trusted=trusted,
+        )
+
+    def record_evaluation(
+        self,
+        uri: str,
+        evaluation: Evaluation,
+        *,
+        dataset: str | None = None,
+        data_validation: Mapping[str, bool | None] | None = None,
+        latency_p99_ms: float | None = None,
+    ) -> ModelEvaluation:
+        """Store an evaluation computed elsewhere (``loopml.evaluate_regression`` in a
+        pipeline step, say) with the version ``uri`` names; the gates read it."""
+        return self.app.evaluations.record(
+            self.app.registry.resolve(uri),
+            evaluation,
+            self.actor,
+            dataset=dataset,
+            data_validation=data_validation,
+            latency_p99_ms=latency_p99_ms,
+        )
+
+    def check_gates(
+        self,
+        name: str,
+        stage: Stage | str,
+        metrics: Mapping[str, float],
+        *,
+        model_size_bytes: int | None = None,
+        latency_p99_ms: float | None = None,
+        data_validation: Mapping[str, bool | None] | None = None,
+    ) -> GateReport:
+        """Judge a candidate that is not registered yet against the gates of ``stage``
+        (and the champion of ``name``): the gate step of a pipeline."""
+        facts = ModelFacts.from_flat_metrics(
+            metrics,
+            model_size_bytes=model_size_bytes,
+            latency_p99_ms=latency_p99_ms,
+            data_validation=dict(data_validation or {}),
+        )
+        return self.app.registry.judge(name, stage, facts)
+
+    def gate_report(self, uri: str, stage: Stage | str) -> GateReport:
+        """What the gates of ``stage`` say about a registered version, without moving it."""
+        mv = self.app.registry.resolve(uri)
+        return self.app.registry.gate_report(mv.model, mv.version, stage)
+
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.app.registry.set_alias(name, alias, version, self.actor)
 
     def delete_alias(self, name: str, alias: str) -> None:
         self.app.registry.delete_alias(name, alias, self.actor)
+
+    # sweeps ------------------------------------------------------------------------------
+    def sweep(
+        self,
+        objective: Callable[[Trial[ActiveRun]], object],
+        *,
+        name: str,
+        metric: str,
+        n_trials: int,
+        direction: str | None = None,
+        space: Mapping[str, object] | None = None,
+        register_as: str | None = None,
+        sample: Any = None,
+        pruner: object = "median",
+        seed: int | None = 0,
+        timeout_s: float | None = None,
+        experiment: str | None = None,
+        parent: str | ActiveRun | None = None,
+        on_trial: Callable[[TrialRecord], None] | None = None,
+    ) -> SweepResult:
+        """Search hyperparameters with Optuna; every trial is a run under the sweep's run.
+
+        Needs the ``sweep`` extra (``pip install 'loopml[sweep]'``). See docs/sweep.md.
+
+        Args:
+            objective: called once per trial with a :class:`~loopml.services.sweep.Trial`
+                (``suggest_float/int/categorical``, ``report(value, step)``, ``run``);
+                returns the metric's value, or ``(value, model)``.
+            name: the sweep's name: its run's name and the ``loopml.sweep`` tag.
+            metric: the metric the objective's value is logged as and optimized.
+            n_trials: how many trials to run (fewer if ``timeout_s`` passes first).
+            direction: ``"maximize"`` or ``"minimize"``; unset, inferred from a known
+                metric name (``accuracy`` is maximized, ``rmse`` minimized).
+            space: parameters suggested before the objective runs (in ``trial.params``):
+                an optuna distribution, a list of choices or a ``(low, high)`` pair each.
+            register_as: register the best trial's model as a candidate version of this
+                model (every trial must then return ``(value, model)``).
+            sample: input rows to infer the registered version's signature from.
+            pruner: ``"median"`` (default), ``"hyperband"``, ``"none"`` or an optuna pruner.
+            seed: the sampler's seed, for a repeatable sweep (``None`` for a random one).
+            timeout_s: start no new trial after this many seconds.
+            experiment: the experiment of the sweep's runs (a ``parent``'s by default).
+            parent: a run to nest the sweep's run under.
+            on_trial: called with each trial's record as it ends.
+
+        Returns:
+            The sweep's run id, each trial's record, the best trial and the registered
+            version. Raises :class:`~loopml.domain.errors.InvalidState` if every trial
+            failed, naming the first error.
+        """
+        if isinstance(parent, ActiveRun):
+            experiment = experiment or parent.experiment
+            parent = parent.id
+        elif parent is not None and experiment is None:
+            experiment = self.get_run(parent).experiment
+        return run_sweep(
+            self,
+            objective,
+            name=name,
+            metric=metric,
+            n_trials=n_trials,
+            direction=direction,
+            space=space,
+            register_as=register_as,
+            sample=sample,
+            pruner=pruner,
+            seed=seed,
+            timeout_s=timeout_s,
+            experiment=experiment,
+            parent=parent,
+            on_trial=on_trial,
+        )
 
     # audit -------------------------------------------------------------------------------
     def audit_events(

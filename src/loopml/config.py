@@ -108,6 +108,10 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The raw [gates] table of loopml.toml; the gate policy parser names its keys.
     gates: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The raw [pipeline] table: `source` ("file.py:name") and `params` for `loopml run`.
+    pipeline: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The raw [check] table: defaults of `loopml check` (model, data, label, schema...).
+    check: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def items(self) -> list[tuple[str, object, str]]:
         """(name, value, source) for every setting, for display."""
@@ -147,7 +151,7 @@ def load_settings(
                 f"{CONFIG_FILE}); run `loopml init` here, or pass --workspace PATH"
             )
         root, root_source = cwd.resolve(), "current folder"
-    file_values, gates = _read_file(root / CONFIG_FILE)
+    file_values, tables = _read_file(root / CONFIG_FILE)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {"root": root_source}
     for option in OPTIONS:
@@ -162,7 +166,7 @@ def load_settings(
             value, source = _coerce(option, flags[option.name], "flag"), "flag"
         values[option.name] = value
         sources[option.name] = source
-    return Settings(root=root, sources=sources, gates=gates, **values)
+    return Settings(root=root, sources=sources, **tables, **values)
 
 
 def _locate(
@@ -184,7 +188,8 @@ def _existing(path: Path, source: str) -> Path:
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The options set in ``path`` (flat, by name), and its raw ``[gates]`` table."""
+    """The options set in ``path`` (flat, by name), and its raw ``[gates]`` and
+    ``[pipeline]`` tables (by name)."""
     if not path.is_file():
         return {}, {}
     try:
@@ -198,7 +203,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         section = data.get(option.section, {})
         if isinstance(section, dict) and option.name in section:
             flat[option.name] = section[option.name]
-    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "serve", "monitor"}
+    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "check", "serve", "monitor"}
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(
@@ -213,10 +218,13 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                     f"{path}: unknown setting(s) {', '.join(map(repr, extra))} in [{name}]; "
                     f"known: {', '.join(o.name for o in OPTIONS if o.section == name)}"
                 )
-    gates = data.get("gates", {})
-    if not isinstance(gates, dict):
-        raise ConfigError(f"{path}: [gates] must be a table, got {gates!r}; see docs/gates.md")
-    return flat, gates
+    tables: dict[str, Any] = {}
+    for name, doc in (("gates", "gates"), ("pipeline", "pipelines"), ("check", "check")):
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{name}] must be a table, got {table!r}; see docs/{doc}.md")
+        tables[name] = table
+    return flat, tables
 
 
 def _coerce(option: Option, raw: object, source: str) -> Any:

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.client import ActiveRun, Client
 from loopml.domain.datasets import DatasetVersion
 from loopml.domain.errors import InvalidState
+from loopml.domain.pipelines import Pipeline
 from loopml.domain.registry import ModelVersion
+from loopml.domain.tracking import RunStatus
+from loopml.services.pipelines import Observer, PipelineResult
+
+if TYPE_CHECKING:
+    from loopml.domain.sweep import SweepResult
+    from loopml.services.sweep import Trial
 
 _default: Client | None = None
 _default_lock = threading.Lock()
@@ -116,9 +123,82 @@ def log_dataset(name: str, data: object, message: str = "") -> DatasetVersion:
 def register_model(model: object, name: str, **kwargs: Any) -> ModelVersion:
     """Register ``model``; inside a run, the version's lineage points at that run."""
     run = active_run()
-    if run is not None and "run_id" not in kwargs:
-        kwargs["run_id"] = run.id
-    return get_client().register_model(model, name, **kwargs)
+    if run is None:
+        return get_client().register_model(model, name, **kwargs)
+    kwargs.setdefault("run_id", run.id)
+    return run.client.register_model(model, name, **kwargs)
+
+
+def run_pipeline(
+    pipeline: Pipeline,
+    *,
+    client: Client | None = None,
+    params: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    observer: Observer | None = None,
+    source: str | None = None,
+) -> PipelineResult:
+    """Run ``pipeline`` with content-keyed caching; each step is a run nested under the
+    pipeline's run, and the active run while it executes (so ``loopml.log_metric`` and
+    ``loopml.register_model`` inside a step record to it). See docs/pipelines.md."""
+    chosen = get_client() if client is None else client
+    if params:
+        pipeline = pipeline.with_params(params)
+    return chosen.app.pipelines.run(
+        pipeline, runs=StepRuns(chosen), observer=observer, resume=resume, source=source
+    )
+
+
+class StepRuns:
+    """Pipeline step runs as SDK runs: buffered metrics, and active while a step runs."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.open: dict[str, ActiveRun] = {}
+
+    def start(self, experiment: str, name: str, parent: str | None, tags: dict[str, str]) -> str:
+        run = self.client.start_run(experiment, name, parent=parent, tags=tags)
+        self.open[run.id] = run
+        return run.id
+
+    @contextmanager
+    def active(self, run_id: str) -> Iterator[ActiveRun]:
+        active = self.open[run_id]
+        token = _active.set((*_active.get(), active))
+        try:
+            yield active
+        finally:
+            _active.reset(token)
+
+    def finish(self, run_id: str, status: RunStatus) -> None:
+        self.open.pop(run_id).end(status)
+
+
+def sweep(
+    objective: Callable[[Trial[ActiveRun]], object], *, client: Client | None = None, **kwargs: Any
+) -> SweepResult:
+    """Search hyperparameters with Optuna: ``loopml.sweep(objective, name="ridge",
+    metric="r2", n_trials=20, register_as="bike-demand")``. Arguments as
+    :meth:`~loopml.client.Client.sweep`; ``client`` defaults to the default client.
+
+    Every trial is a run nested under the sweep's run (itself nested under the active run,
+    if any), and is the active run while its objective runs, so ``loopml.log_metric`` and
+    friends inside the objective log to the trial.
+    """
+    chosen = get_client() if client is None else client
+    outer = active_run()
+    if outer is not None and outer.client is chosen and "parent" not in kwargs:
+        kwargs["parent"] = outer
+
+    def in_trial_run(trial: Trial[ActiveRun]) -> object:
+        token = _active.set((*_active.get(), trial.run))
+        try:
+            return objective(trial)
+        finally:
+            _active.reset(token)
+
+    # Not callable: pass it on as it is, for the sweep's own error message.
+    return chosen.sweep(in_trial_run if callable(objective) else objective, **kwargs)
 
 
 def load_model(uri: str, *, trusted: bool = False) -> Any:

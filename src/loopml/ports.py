@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from loopml.domain.approvals import ApprovalRequest, ApprovalStatus
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditEvent, AuditRecord
 from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion, FolderStatus, SourceFile
 from loopml.domain.lifecycle import Stage
+from loopml.domain.model_evaluation import ModelEvaluation
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
+from loopml.domain.step_cache import StepRecord
 from loopml.domain.tracking import (
     CodeVersion,
     DatasetRef,
@@ -211,6 +214,39 @@ class RegistryStore(Protocol):
         ...
 
 
+class ApprovalStore(Protocol):
+    """Approval requests of promotions, each change stored with its audit record."""
+
+    def create(self, request: ApprovalRequest, audit: AuditRecord) -> None:
+        """Store a pending request. NotFound if its model version does not exist;
+        AlreadyExists if the id is taken or the version already has an open (pending)
+        request for the same stage, naming that request."""
+        ...
+
+    def get(self, request_id: str) -> ApprovalRequest:
+        """NotFound, naming the id and `loopml approvals list`, if there is no such request."""
+        ...
+
+    def list(
+        self,
+        model: str | None,
+        status: ApprovalStatus | None,
+        page_size: int,
+        page_token: str | None,
+    ) -> Page[ApprovalRequest]:
+        """Newest first; of one model and one status when given."""
+        ...
+
+    def decide(self, decided: ApprovalRequest, audit: AuditRecord) -> None:
+        """Store the decision, compare-and-set: refused (ConcurrentModification) unless the
+        stored request is still pending, so the first decision wins."""
+        ...
+
+    def find_approved(self, model: str, version: int, stage: Stage) -> ApprovalRequest | None:
+        """The newest approved request to move ``version`` of ``model`` into ``stage``."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class NewDatasetVersion:
     name: str
@@ -338,3 +374,53 @@ class FlavorCatalog(Protocol):
 class ProvenanceProbe(Protocol):
     def code_version(self) -> CodeVersion | None: ...
     def environment(self) -> EnvironmentInfo: ...
+
+
+class EvaluationStore(Protocol):
+    """Evaluations of model versions (see :mod:`loopml.domain.model_evaluation`)."""
+
+    def add_evaluation(self, record: ModelEvaluation, audit: AuditRecord) -> None: ...
+    def latest_evaluation(self, model: str, version: int) -> ModelEvaluation | None:
+        """The newest evaluation of the version, or None if it was never evaluated."""
+        ...
+
+    def evaluation_blobs(self) -> set[str]:
+        """Every blob digest an evaluation references (for garbage collection)."""
+        ...
+
+
+class StepCache(Protocol):
+    """Finished pipeline steps by cache key (see :mod:`loopml.domain.step_cache`)."""
+
+    def find_step(self, pipeline: str, step: str, key_digest: str) -> StepRecord | None: ...
+    def latest_step(self, pipeline: str, step: str) -> StepRecord | None:
+        """The newest record of the step, whatever its key: what a miss is compared to."""
+        ...
+
+    def find_by_run(self, run_id: str) -> StepRecord | None: ...
+    def put_step(self, record: StepRecord) -> None:
+        """Record a finished step; a record with the same key is replaced."""
+        ...
+
+    def step_blobs(self) -> set[str]: ...
+
+
+class OutputCodec(Protocol):
+    """Stores step outputs as bytes in a safe format and reads them back."""
+
+    def encode(self, value: object, *, allow_pickle: bool) -> tuple[str, bytes]:
+        """``(codec name, bytes)``; :class:`InvalidInput` if no allowed codec fits."""
+        ...
+
+    def decode(self, codec: str, data: bytes, *, allow_pickle: bool) -> object: ...
+
+
+class CodeDigester(Protocol):
+    def digest(self, func: Callable[..., Any]) -> dict[str, str]:
+        """Digests of the normalised source of ``func`` and of the project's own
+        functions it calls, by qualified name."""
+        ...
+
+    def library_version(self, distribution: str) -> str:
+        """The installed version; :class:`InvalidInput` if it is not installed."""
+        ...

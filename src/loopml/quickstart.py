@@ -19,18 +19,58 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.bootstrap import init_workspace, open_workspace
 from loopml.client import Client
+from loopml.config import CONFIG_FILE, Settings, load_settings
 from loopml.domain.data_schema import DataSchema
+from loopml.domain.errors import InvalidState
+from loopml.domain.pipelines import Pipeline
 from loopml.domain.schema_file import schema_to_toml
-from loopml.domain.tracking import DatasetRef
+from loopml.fluent import run_pipeline
+from loopml.services.model_evaluation import check
+from loopml.services.pipelines import PipelineResult
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 MODEL_NAME = "bike-demand"
 DATASET = "bike-sharing-hourly"
+EVAL_DATASET = "bike-sharing-eval"
+PIPELINE_SOURCE = "pipeline.py:pipeline"
 FEATURES_CATEGORICAL = ["season", "mnth", "hr", "weekday", "weathersit"]
 FEATURES_NUMERIC = ["holiday", "workingday", "temp", "atemp", "hum", "windspeed"]
 TARGET = "cnt"
+
+
+GATES = """
+# Added by `loopml quickstart`: the gates of the bike-demand model (see docs/gates.md).
+[gates.models.bike-demand.staging]
+require_data_validation = ["training", "evaluation"]
+
+[gates.models.bike-demand.staging.thresholds]
+r2 = 0.4                                 # at least 0.4 on months the model never saw
+rmse = 150.0                             # at most 150 bikes an hour
+
+[gates.models.bike-demand.production]
+require_data_validation = ["training", "evaluation"]
+max_latency_p99_ms = 100                 # one-row predict, 99th percentile
+max_model_size_bytes = 10_000_000
+
+[gates.models.bike-demand.production.thresholds]
+r2 = 0.4
+
+[gates.models.bike-demand.production.champion]
+rmse = { max_worse_pct = 5 }             # not more than 5% worse than the champion
+
+[pipeline]
+source = "pipeline.py:pipeline"
+
+[check]
+model = "bike-demand"
+data = "bike-sharing-eval@1"          # May-Jun 2011, months the model never saw
+label = "cnt"
+schema = "schemas/bike-sharing-hourly.toml"
+stage = "production"
+slices = ["season"]
+"""
 
 
 def load_bikes() -> Any:
@@ -42,107 +82,68 @@ def load_bikes() -> Any:
         return pd.read_parquet(file)
 
 
-def build_model(alpha: float) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    features = ColumnTransformer(
-        [
-            ("categories", OneHotEncoder(handle_unknown="ignore"), FEATURES_CATEGORICAL),
-            ("numbers", StandardScaler(), FEATURES_NUMERIC),
-        ]
-    )
-    return Pipeline([("features", features), ("ridge", Ridge(alpha=alpha))])
-
-
 def run_quickstart(path: Path | None, console: Console) -> Path:
     """Run the tour in ``path`` (a new temporary folder by default); return the workspace."""
-    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
-
     root = Path(path) if path else Path(tempfile.mkdtemp(prefix="loopml-quickstart-"))
     step = _Steps(console)
 
-    with step("Create a workspace"):
-        settings = init_workspace(root)
-        client = Client(app=open_workspace(settings))
-        step.note(f"{settings.root} (SQLite metadata and artifacts in .loopml/)")
+    with step("Create a workspace with a pipeline and its gates"):
+        settings, client = _create_workspace(root, step)
 
     with step("Version the bike-sharing data and lint it"):
-        bikes, data, schema = _version_and_lint(client, settings.root, step)
+        bikes, schema = _version_and_lint(client, settings.root, step)
         dates = bikes["dteday"].astype(str)
-        train = bikes[(dates >= "2011-01-01") & (dates < "2011-05-01")]
         test = bikes[(dates >= "2011-05-01") & (dates < "2011-07-01")]
+        held_out = client.add_dataset(EVAL_DATASET, test, "May-Jun 2011, held out").version
         step.note(
-            f"{len(bikes):,} hourly rows; train Jan-Apr 2011 ({len(train):,} rows), "
-            f"evaluate May-Jun 2011 ({len(test):,} rows)"
+            f"{len(bikes):,} hourly rows; the pipeline trains on Jan-Apr 2011; "
+            f"{held_out.ref} holds May-Jun 2011 ({held_out.rows:,} rows) for evaluation"
         )
 
-    columns = FEATURES_CATEGORICAL + FEATURES_NUMERIC
-    with (
-        step("Train and track a run"),
-        client.start_run("bike-demand", "ridge-first-months", tags={"source": "quickstart"}) as run,
-    ):
-        alpha = 1.0
-        run.log_params(
-            {
-                "model": "ridge",
-                "alpha": alpha,
-                "features": ",".join(columns),
-                "train_rows": len(train),
-                "train_period": "2011-01..2011-04",
-            }
-        )
-        run.log_inputs([DatasetRef(data.name, data.version, data.digest)])
-        for fraction in (0.25, 0.5, 0.75, 1.0):  # a learning curve, one point per step
-            part = train.iloc[: int(len(train) * fraction)]
-            curve_model = build_model(alpha).fit(part[columns], part[TARGET])
-            run.log_metric(
-                "learning_curve/test_rmse",
-                root_mean_squared_error(test[TARGET], curve_model.predict(test[columns])),
-            )
-        model = curve_model  # the last point of the curve used all training rows
-        predicted = model.predict(test[columns])
-        metrics = {
-            "rmse": root_mean_squared_error(test[TARGET], predicted),
-            "mae": mean_absolute_error(test[TARGET], predicted),
-            "r2": r2_score(test[TARGET], predicted),
-        }
-        run.log_metrics(metrics)
-        step.note(
-            f"run {run.id[:12]}: rmse {metrics['rmse']:.1f}, mae {metrics['mae']:.1f}, "
-            f"r2 {metrics['r2']:.3f} on unseen months"
-        )
+    pipeline = _load_pipeline(settings.root)
+    with step("Run the pipeline"):
+        first = _run_pipeline(client, pipeline, step)
+    with step("Run it again: nothing changed, so nothing runs"):
+        again = _run_pipeline(client, pipeline, step)
+        if again.all_hits:
+            step.note(f"all {len(again.outcomes)} steps were cache hits")
+    with step("Try a worse model: the gate stops it before the registry"):
+        _try_worse_model(client, pipeline, step)
+    registered = first.outcome("register").record
+    assert registered is not None
+    uri = str(client.app.pipelines.load_output(registered.outputs["registered"]))
+    mv = client.get_model_version(uri)
+    run_id = registered.run_id
 
-    with step("Register the model"):
-        mv = client.register_model(
-            model,
-            MODEL_NAME,
-            sample=train[columns].head(200),
-            run_id=run.id,
-            description="Hourly bike rentals, ridge",
+    with step("Check it for production: validation, evaluation, gates"):
+        verdict = check(
+            client.app.evaluations,
+            mv.uri,
+            "production",
+            held_out.ref,
+            label=TARGET,
+            actor=client.actor,
+            slices=["season"],
+            schema=schema,
         )
-        assert mv.signature is not None
-        step.note(
-            f"{mv.uri} ({mv.flavor}, {mv.artifact.size:,} bytes, "
-            f"{len(mv.signature.inputs)} input columns, stage {mv.stage.value})"
-        )
+        summary = settings.root / "loopml-check.md"
+        summary.write_text(verdict.to_markdown(), encoding="utf-8")
+        step.note(f"{verdict.gates.summary()}; summary in {summary.name}")
 
-    with step("Promote it: candidate -> staging -> production, alias champion"):
-        client.promote(MODEL_NAME, mv.version, "staging", reason="quickstart evaluation passed")
+    with step("Promote it to production, alias champion"):
         client.promote(
             MODEL_NAME,
             mv.version,
             "production",
             archive_existing=True,
-            reason="quickstart: first production model",
+            reason="quickstart: loopml check passed",
         )
         client.set_alias(MODEL_NAME, "champion", mv.version)
         step.note(f"models:/{MODEL_NAME}@champion -> v{mv.version}, in production")
 
+    columns = FEATURES_CATEGORICAL + FEATURES_NUMERIC
     with step("Load the champion back and predict"):
-        _predict_with_champion(client, model, test[columns], step)
+        _predict_with_champion(client, test[columns], step)
 
     with step("Check a serving batch against the schema"):
         _lint_serving_batch(client, test.drop(columns=[TARGET]), schema, step)
@@ -156,26 +157,70 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         step.note(f"{report.checked} hash-chained events, intact: {report.ok}")
     client.close()
 
-    _print_next(console, settings.root, run.id)
+    _print_next(console, settings.root, run_id)
     return settings.root
 
 
-def _predict_with_champion(client: Client, model: Any, features: Any, step: _Steps) -> None:
-    import numpy as np
+def _create_workspace(root: Path, step: _Steps) -> tuple[Settings, Client]:
+    """A workspace with the gates and check defaults above and the example pipeline."""
+    settings = init_workspace(root)
+    config = settings.root / CONFIG_FILE
+    if "[gates" not in config.read_text(encoding="utf-8"):
+        with config.open("a", encoding="utf-8") as handle:
+            handle.write(GATES)
+    example = resources.files("loopml.examples") / "bike_pipeline.py"
+    (settings.root / "pipeline.py").write_text(example.read_text("utf-8"), "utf-8")
+    settings = load_settings(settings.root)
+    step.note(f"{settings.root} (SQLite metadata and artifacts in .loopml/)")
+    step.note("pipeline.py: validate -> train -> evaluate -> gate -> register")
+    return settings, Client(app=open_workspace(settings))
 
+
+def _try_worse_model(client: Client, pipeline: Pipeline, step: _Steps) -> None:
+    """Too much regularisation: the cache explains what changed, the gate refuses it."""
+    worse = run_pipeline(
+        pipeline.with_params({"train.alpha": 3000.0}), client=client, source=PIPELINE_SOURCE
+    )
+    for outcome in worse.outcomes:
+        step.note(f"{outcome.step:<9} {outcome.status.value:<7} {'; '.join(outcome.reasons)}")
+    refusal = worse.outcome("gate").error or "the gate passed"
+    step.note(refusal.split(" (at ")[0])
+
+
+def _load_pipeline(root: Path) -> Pipeline:
+    from loopml.adapters.python_target import load_target
+
+    found = load_target(PIPELINE_SOURCE, root, "pipeline")
+    assert isinstance(found, Pipeline)
+    return found
+
+
+def _run_pipeline(client: Client, pipeline: Pipeline, step: _Steps) -> PipelineResult:
+    result = run_pipeline(pipeline, client=client, source=PIPELINE_SOURCE)
+    for outcome in result.outcomes:
+        step.note(f"{outcome.step:<9} {outcome.status.value:<7} {'; '.join(outcome.reasons)}")
+    if not result.ok:
+        failed = next(o for o in result.outcomes if o.error)
+        raise InvalidState(f"the quickstart pipeline failed: {failed.error}")
+    return result
+
+
+def _predict_with_champion(client: Client, features: Any, step: _Steps) -> None:
     champion = client.load_model(f"models:/{MODEL_NAME}@champion")
-    sample = features.head(3)
-    same = np.allclose(champion.predict(sample), model.predict(sample))
+    predicted = champion.predict(features.head(3))
     step.note(
-        f"predicted {', '.join(f'{p:.0f}' for p in champion.predict(sample))} bikes "
-        f"for the first hours of May 2011 (identical to the trained model: {same})"
+        f"predicted {', '.join(f'{p:.0f}' for p in predicted)} bikes for the first hours "
+        "of May 2011"
     )
 
 
 def _print_next(console: Console, root: Path, run_id: str) -> None:
     ws = f"--workspace {root}"
-    console.print("\n[bold]Try next:[/]")
+    console.print("\n[bold]Try next[/] (in that folder, the --workspace flag is not needed):")
     for command in (
+        f"cd {root} && loopml run -p train.alpha=3   # only train and what follows re-run",
+        f"loopml {ws} check                          # CI: validate, evaluate, gate",
+        f"loopml {ws} repro models:/{MODEL_NAME}/1",
         f"loopml {ws} runs list",
         f"loopml {ws} runs show {run_id[:12]}",
         f"loopml {ws} models show {MODEL_NAME}",
@@ -190,7 +235,7 @@ def _print_next(console: Console, root: Path, run_id: str) -> None:
         console.print(f"  {command}")
 
 
-def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, Any, DataSchema]:
+def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, DataSchema]:
     """Add the bundled data as a dataset version, infer its schema, validate it."""
     bikes = load_bikes()
     data_file = root / "data" / "bike_sharing_hourly.parquet"
@@ -207,7 +252,7 @@ def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, An
         f"schema inferred to {schema_file.relative_to(root)}; the data "
         f"{'passes' if checked.ok else 'fails'} it ({len(checked.findings)} findings)"
     )
-    return bikes, data, schema
+    return bikes, schema
 
 
 def _lint_serving_batch(client: Client, serving: Any, schema: DataSchema, step: _Steps) -> None:

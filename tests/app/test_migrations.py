@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
 
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.database import SqlDatabase
@@ -96,3 +97,18 @@ def test_upgrade_moves_metric_points_into_chunks_and_back(tmp_path: Path) -> Non
         ).all()
     db.dispose()
     assert sorted(map(tuple, rows), key=repr) == sorted(_POINTS, key=repr)
+
+
+def test_upgrade_to_0004_adds_approval_requests_and_downgrade_removes_them(
+    tmp_path: Path,
+) -> None:
+    db = SqlDatabase(f"sqlite:///{tmp_path / 'x.db'}")
+    _alembic(db, "upgrade", "0003")
+    _alembic(db, "upgrade", "0004")
+    with db.read() as conn:
+        assert "approval_requests" in inspect(conn).get_table_names()
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+    _alembic(db, "downgrade", "0003")
+    with db.read() as conn:
+        assert "approval_requests" not in inspect(conn).get_table_names()
+    db.dispose()

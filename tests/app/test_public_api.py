@@ -17,6 +17,7 @@ EXPECTED = {
     "LoopmlError",
     "NotFound",
     "PermissionDenied",
+    "Pipeline",
     "RunStatus",
     "Signature",
     "Stage",
@@ -32,10 +33,13 @@ EXPECTED = {
     "log_param",
     "log_params",
     "register_model",
+    "run_pipeline",
     "search_runs",
     "set_client",
     "set_tags",
     "start_run",
+    "step",
+    "sweep",
 }
 
 
@@ -48,7 +52,7 @@ def test_public_surface_is_exactly_the_documented_one() -> None:
 def test_import_is_lazy() -> None:
     code = (
         "import sys, loopml; heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', "
-        "'numpy', 'alembic', 'typer') if m in sys.modules]; print(','.join(heavy))"
+        "'numpy', 'alembic', 'typer', 'optuna') if m in sys.modules]; print(','.join(heavy))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"import loopml pulled in: {done.stdout}"

@@ -26,18 +26,26 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "✓ 9. Verify the audit trail" in done.stdout and "intact: True" in done.stdout
+    assert "✓ 11. Verify the audit trail" in done.stdout and "intact: True" in done.stdout
+    assert "all 5 steps were cache hits" in done.stdout  # the second pipeline run
+    assert "param alpha 1.0 -> 3000.0" in done.stdout  # the worse model's cache miss...
+    assert "r2" in done.stdout and "below the minimum 0.4" in done.stdout  # ...and its gate
     assert "out_of_range in hum" in done.stdout  # the faulty serving batch was caught
     with Client(ws) as client:
         champion = client.get_model_version("models:/bike-demand@champion")
-        assert champion.stage is Stage.PRODUCTION and champion.run_id is not None
+        assert champion.stage is Stage.PRODUCTION and champion.version == 1
+        assert client.get_model("bike-demand").latest_version == 1  # the gate kept v2 out
+        assert champion.metrics["rmse"] > 0 and champion.run_id is not None
         run = client.get_run(champion.run_id)
-        assert run.metrics["rmse"] > 0 and run.params["model"] == "ridge"
-        assert len(client.get_metric_history(run.id, "learning_curve/test_rmse")) == 4
-        assert run.environment is not None and client.verify_audit().ok
-        [data] = run.inputs  # the run read the dataset version the quickstart added
+        assert run.tags["loopml.step"] == "register" and run.environment is not None
+        [data] = run.inputs  # the pipeline's dataset, recorded on the registering step
         version = client.get_dataset(f"{data.name}@{data.version}")
         assert (version.rows, version.digest) == (17_379, data.digest)
+        evaluation = client.app.evaluations.latest(champion.uri)
+        assert evaluation.dataset == "bike-sharing-eval@1" and evaluation.latency_p99_ms
+        assert dict(evaluation.data_validation) == {"evaluation": True, "training": True}
+        assert client.verify_audit().ok
+    assert "passed" in (ws / "loopml-check.md").read_text().splitlines()[0]
     schema = (ws / "schemas" / "bike-sharing-hourly.toml").read_text()
     assert 'label = "cnt"' in schema and 'key = ["instant"]' in schema
     listed = subprocess.run(
@@ -49,3 +57,8 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
         check=False,
     )
     assert listed.returncode == 0 and "bike-demand" in listed.stdout
+    rerun = subprocess.run(
+        [exe, "run"], cwd=ws, capture_output=True, text=True, timeout=120, env=env, check=False
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "all 5 steps were cache hits" in rerun.stdout

@@ -1,7 +1,7 @@
 """Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
 
-Every test that asks for ``tracking``, ``registry``, ``audit`` or ``datasets`` runs once per
-backend, with the stores sharing one fresh, empty database:
+Every test that asks for ``tracking``, ``registry``, ``audit``, ``datasets`` or
+``approvals`` runs once per backend, with the stores sharing one fresh, empty database:
 
 * ``memory``: a new :class:`MemoryDatabase`;
 * ``sqlite``: a copy of a template file migrated once per session (migrating per test
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
+from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
@@ -32,6 +33,7 @@ from loopml.adapters.memory.stores import (
     MemoryTrackingStore,
 )
 from loopml.adapters.sql import migrate
+from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
@@ -43,7 +45,7 @@ from loopml.domain.audit import GENESIS_HASH
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from loopml.ports import AuditLog, DatasetStore, RegistryStore, TrackingStore
+    from loopml.ports import ApprovalStore, AuditLog, DatasetStore, RegistryStore, TrackingStore
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -72,6 +74,7 @@ class Stores:
     registry: RegistryStore
     audit: AuditLog
     datasets: DatasetStore
+    approvals: ApprovalStore
 
 
 @pytest.fixture
@@ -139,6 +142,7 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             MemoryRegistryStore(mem, clock),
             MemoryAuditLog(mem, clock),
             MemoryDatasetStore(mem),
+            MemoryApprovalStore(mem),
         )
         return
     if backend == "sqlite":
@@ -155,6 +159,7 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             SqlRegistryStore(db, clock),
             SqlAuditLog(db, clock),
             SqlDatasetStore(db),
+            SqlApprovalStore(db),
         )
     finally:
         if backend == "sqlite":
@@ -184,3 +189,8 @@ def audit(stores: Stores) -> AuditLog:
 @pytest.fixture
 def datasets(stores: Stores) -> DatasetStore:
     return stores.datasets
+
+
+@pytest.fixture
+def approvals(stores: Stores) -> ApprovalStore:
+    return stores.approvals

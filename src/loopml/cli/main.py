@@ -7,7 +7,19 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import audit, data, gc, lineage, models, runs, workspace
+from loopml.cli import (
+    approvals,
+    audit,
+    check,
+    data,
+    gc,
+    lineage,
+    models,
+    pipelines,
+    runs,
+    sweep,
+    workspace,
+)
 from loopml.cli.context import State, state
 
 app = typer.Typer(
@@ -41,10 +53,14 @@ workspace.register(app)
 app.add_typer(runs.app, name="runs")
 app.add_typer(runs.experiments_app, name="experiments")
 app.add_typer(models.app, name="models")
+app.add_typer(approvals.app, name="approvals")
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
 lineage.register(app)
+pipelines.register(app)
+check.register(app)
 gc.register(app)
+sweep.register(app)
 
 
 def main() -> None:

@@ -25,7 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from loopml.domain.errors import InvalidInput, InvalidState, PermissionDenied
+from loopml.domain.errors import (
+    AlreadyExists,
+    ConcurrentModification,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+    PermissionDenied,
+)
 from loopml.domain.gate_report import GateReport
 from loopml.domain.gates import gated_stage
 from loopml.domain.lifecycle import Stage
@@ -207,6 +214,32 @@ class ApprovalRequest:
         return replace(
             self, status=status, decided_by=_actor(actor, "actor"), decided_ms=now_ms, comment=text
         )
+
+
+def no_approval_request(request_id: str) -> NotFound:
+    """The error of every store when request ``request_id`` does not exist."""
+    return NotFound(
+        f"approval request {request_id!r} does not exist; list requests with "
+        "`loopml approvals list`"
+    )
+
+
+def open_request_exists(existing: ApprovalRequest) -> AlreadyExists:
+    """The error of every store asked to open a second request for one version and stage."""
+    return AlreadyExists(
+        f"{existing.subject} already has an open approval request, {existing.id}, asked by "
+        f"{existing.requested_by}; wait for its decision, or cancel it "
+        f"(`loopml approvals cancel {existing.id}`) before asking again"
+    )
+
+
+def decided_meanwhile(current: ApprovalRequest) -> ConcurrentModification:
+    """The error of every store asked to decide a request someone else decided first."""
+    return ConcurrentModification(
+        f"approval request {current.id} ({current.subject}) was {current.status.value} by "
+        f"{current.decided_by} meanwhile; the first decision counts and never changes. Look "
+        "at it again with `loopml approvals list`"
+    )
 
 
 def _actor(value: object, what: str) -> str:

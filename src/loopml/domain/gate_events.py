@@ -21,12 +21,16 @@ _VERBS = {
 
 
 def gates_checked(
-    report: GateReport, actor: str, force: ForcedPromotion | None = None
+    report: GateReport,
+    actor: str,
+    force: ForcedPromotion | None = None,
+    approval: ApprovalRequest | None = None,
 ) -> AuditRecord:
     """The verdict of the gates on a promotion, written with the stage change.
 
     A promotion forced past failed checks is its own action, ``model_version.gates_forced``,
-    with the written reason, so that overrides are easy to find.
+    with the written reason, so that overrides are easy to find. A promotion a person
+    approved names the approval request (``approval``: its id) that let it through.
     """
     if report.candidate_version is None:
         raise InvalidInput(
@@ -34,25 +38,29 @@ def gates_checked(
             "with ModelFacts(version=...) so the audit record can name it"
         )
     forced = force is not None and not report.passed
+    after: dict[str, object] = {
+        "stage": report.stage.value,
+        "passed": report.passed,
+        "champion_version": report.champion_version,
+        "counts": {o.value: report.count(o) for o in Outcome},
+        "failed": [c.name for c in report.failures],
+        "skipped": [c.name for c in report.skipped],
+    }
+    if approval is not None:
+        after["approval"] = approval.id
     return AuditRecord(
         "model_version.gates_forced" if forced else "model_version.gates",
         "model_version",
         f"models:/{report.model}/{report.candidate_version}",
         actor,
         None,
-        {
-            "stage": report.stage.value,
-            "passed": report.passed,
-            "champion_version": report.champion_version,
-            "counts": {o.value: report.count(o) for o in Outcome},
-            "failed": [c.name for c in report.failures],
-            "skipped": [c.name for c in report.skipped],
-        },
+        after,
         force.reason if forced and force is not None else None,
     )
 
 
 def approval_requested(request: ApprovalRequest) -> AuditRecord:
+    """A new (pending) request, by its requester; written with the stored request."""
     if not request.is_open:
         raise InvalidInput(
             f"approval request {request.id} is {request.status.value}; a new request is "

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 
 from loopml.domain.artifacts import Digest
 from loopml.domain.datasets import Manifest
-from loopml.ports import BlobStore, Clock, DatasetStore, RegistryStore, TrackingStore
+from loopml.ports import (
+    BlobStore,
+    Clock,
+    DatasetStore,
+    EvaluationStore,
+    RegistryStore,
+    StepCache,
+    TrackingStore,
+)
 
 DEFAULT_GRACE_S = 3600.0
 
@@ -42,12 +50,16 @@ class GarbageCollector:
         tracking: TrackingStore,
         registry: RegistryStore,
         datasets: DatasetStore,
+        evaluations: EvaluationStore,
+        steps: StepCache,
         blobs: BlobStore,
         clock: Clock,
     ) -> None:
         self.tracking = tracking
         self.registry = registry
         self.datasets = datasets
+        self.evaluations = evaluations
+        self.steps = steps
         self.blobs = blobs
         self.clock = clock
 
@@ -55,6 +67,7 @@ class GarbageCollector:
         """Every digest something points at (reads each dataset manifest once). A manifest
         that cannot be read stops the collection: what it names would be unknown."""
         found = self.tracking.referenced_digests() | self.registry.referenced_digests()
+        found |= self.evaluations.evaluation_blobs() | self.steps.step_blobs()
         for manifest, profile in self.datasets.version_blobs():
             if profile is not None:
                 found.add(profile)

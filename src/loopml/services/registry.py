@@ -3,17 +3,25 @@
 Registration serialises a model with its flavor's own safe format, stores the file in the
 content-addressed blob store and records the version with its signature and lineage.
 Stage moves go through the domain state machine and are written together with their
-audit events, compare-and-set, so two people promoting at once cannot both win.
+audit events, compare-and-set, so two people promoting at once cannot both win. A stage
+whose gate policy requires approval is entered only with an approved request of this very
+version and stage (``request_approval`` then ``approve``); each step is audited.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from loopml.domain.approvals import ForcedPromotion, authorize_promotion
+from loopml.domain.approvals import (
+    ApprovalRequest,
+    ApprovalStatus,
+    ForcedPromotion,
+    authorize_promotion,
+)
 from loopml.domain.artifacts import ArtifactRef
 from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import (
@@ -24,9 +32,9 @@ from loopml.domain.errors import (
     PermissionDenied,
 )
 from loopml.domain.gate_checks import ModelFacts, evaluate_gates
-from loopml.domain.gate_events import gates_checked
+from loopml.domain.gate_events import approval_decided, approval_requested, gates_checked
 from loopml.domain.gate_report import GateReport
-from loopml.domain.gates import GATED_STAGES, GatePolicy
+from loopml.domain.gates import GATED_STAGES, GatePolicy, gated_stage
 from loopml.domain.lifecycle import Stage, check_transition
 from loopml.domain.names import validate_artifact_name, validate_identifier
 from loopml.domain.paging import Page, check_page_size
@@ -34,8 +42,10 @@ from loopml.domain.registry import Model, ModelUri, ModelVersion, Signature
 from loopml.domain.registry_events import alias_deleted, alias_set, stage_changed
 from loopml.domain.tracking import DatasetRef, Run
 from loopml.ports import (
+    ApprovalStore,
     BlobStore,
     Clock,
+    EvaluationStore,
     FlavorCatalog,
     NewModelVersion,
     RegistryStore,
@@ -61,8 +71,13 @@ class RegistryService:
         clock: Clock,
         runs: TrackingStore,
         gates: GatePolicy | None = None,
+        *,
+        approvals: ApprovalStore,
+        evaluations: EvaluationStore,
     ) -> None:
         self.store = store
+        self.approvals = approvals
+        self.evaluations = evaluations
         self.blobs = blobs
         self.flavors = flavors
         self.clock = clock
@@ -265,7 +280,9 @@ class RegistryService:
         A move into a stage the gate policy guards runs the gates first and is refused
         (:class:`GatesFailed`, naming each failed check, its value and its bound) unless
         ``force_reason`` gives a written reason; the verdict, and any force, is audited
-        with the stage change in one transaction."""
+        with the stage change in one transaction. A policy that requires approval also
+        needs an approved request for this version and stage (:class:`PermissionDenied`
+        otherwise; forcing never replaces it)."""
         target = Stage.parse(target) if isinstance(target, str) else target
         mv = self.store.get_version(name, version)
         check_transition(mv.uri, mv.stage, target)
@@ -299,13 +316,22 @@ class RegistryService:
         """What the gates say about moving a version into ``target``, without moving it."""
         target = Stage.parse(target) if isinstance(target, str) else target
         mv = self.store.get_version(name, version)
-        champion = self._champion(mv)
+        return self.judge(name, target, self.facts(mv))
+
+    def judge(self, name: str, target: Stage | str, facts: ModelFacts) -> GateReport:
+        """What the gates of ``target`` say about a candidate with ``facts``, registered or
+        not (a pipeline's gate step judges a model before registering it), against the
+        current champion of model ``name`` if it has one."""
+        target = Stage.parse(target) if isinstance(target, str) else target
+        champion = None
+        if self.store.find_model(name) is not None:
+            champion = self._champion(name, facts.version)
         return evaluate_gates(
             self.gates,
             name,
             target,
-            _facts(mv),
-            None if champion is None else _facts(champion),
+            facts,
+            None if champion is None else self.facts(champion),
         )
 
     def _check_gates(
@@ -320,20 +346,114 @@ class RegistryService:
             return None
         report = self.gate_report(mv.model, mv.version, target)
         force = None if force_reason is None else ForcedPromotion(force_reason)
-        authorize_promotion(report, force=force)
-        return gates_checked(report, actor, force)
+        approval = None
+        if report.requires_approval:
+            approval = self.approvals.find_approved(mv.model, mv.version, target)
+        authorize_promotion(report, force=force, approval=approval)
+        return gates_checked(report, actor, force, approval)
 
-    def _champion(self, mv: ModelVersion) -> ModelVersion | None:
+    def facts(self, mv: ModelVersion) -> ModelFacts:
+        """What is known of a version for the gates: its registered metrics, overridden by
+        those of its newest evaluation, which also gives the outcome of data validation
+        and the predict latency p99; and its artifact size. A version never evaluated
+        has no validation or latency facts: gates that need them report them missing."""
+        evaluation = self.evaluations.latest_evaluation(mv.model, mv.version)
+        if evaluation is not None:
+            return evaluation.facts(mv.metrics, mv.artifact.size)
+        return ModelFacts.from_flat_metrics(
+            mv.metrics, model_size_bytes=mv.artifact.size, version=mv.version
+        )
+
+    def _champion(self, name: str, candidate: int | None) -> ModelVersion | None:
         """The version a candidate is judged against: the one the ``champion`` alias names,
-        else the production version (the newest, if several)."""
-        model = self.store.get_model(mv.model)
+        else the production version (the newest, if several); never the candidate."""
+        model = self.store.get_model(name)
         number = model.aliases.get("champion")
         if number is None:
-            current = list(self.store.list_versions(mv.model, Stage.PRODUCTION, 1000, None))
+            current = list(self.store.list_versions(name, Stage.PRODUCTION, 1000, None))
             number = max((v.version for v in current), default=None)
-        if number is None or number == mv.version:
+        if number is None or number == candidate:
             return None
-        return self.store.get_version(mv.model, number)
+        return self.store.get_version(name, number)
+
+    # approvals ---------------------------------------------------------------------------
+    def request_approval(
+        self, name: str, version: int, stage: Stage | str, actor: str
+    ) -> ApprovalRequest:
+        """Ask that a person approve moving a version into ``stage``; returns the pending
+        request, whose id the approver passes to :meth:`approve`.
+
+        Raises:
+            InvalidInput: ``stage`` takes no gates, or its policy requires no approval.
+            InvalidState: the version is archived, or cannot move to ``stage`` from its
+                current stage (:class:`IllegalTransition`).
+            AlreadyExists: the version has an open request for ``stage``, named.
+        """
+        target = gated_stage(stage)
+        mv = self.store.get_version(name, version)
+        policy = self.gates.for_stage(name, target)
+        if policy is None or not policy.require_approval:
+            raise InvalidInput(
+                f"the gate policy does not require approval for {name} -> {target.value}; "
+                f"promote it directly (`loopml models promote {name} {version} "
+                f"{target.value}`)"
+            )
+        if mv.stage is Stage.ARCHIVED:
+            raise InvalidState(
+                f"{mv.uri} is archived; approval is asked for versions on their way to "
+                f"{target.value}, not for retired ones"
+            )
+        check_transition(mv.uri, mv.stage, target)
+        request = ApprovalRequest(
+            id=_new_approval_id(),
+            model=name,
+            version=version,
+            stage=target,
+            requested_by=actor,
+            created_ms=self.clock.now_ms(),
+        )
+        self.approvals.create(request, approval_requested(request))
+        return request
+
+    def approve(self, request_id: str, actor: str, comment: str | None = None) -> ApprovalRequest:
+        """Approve a pending request; its requester may only if the policy of its stage
+        sets ``allow_self_approval`` (:class:`PermissionDenied` otherwise)."""
+        request = self.approvals.get(request_id)
+        policy = self.gates.for_stage(request.model, request.stage)
+        allow_self = policy is not None and policy.allow_self_approval
+        decided = request.approve(
+            actor, self.clock.now_ms(), allow_self_approval=allow_self, comment=comment
+        )
+        self.approvals.decide(decided, approval_decided(request, decided))
+        return decided
+
+    def reject(self, request_id: str, actor: str, comment: str) -> ApprovalRequest:
+        """Reject a pending request, saying why (a comment is required)."""
+        request = self.approvals.get(request_id)
+        decided = request.reject(actor, self.clock.now_ms(), comment)
+        self.approvals.decide(decided, approval_decided(request, decided))
+        return decided
+
+    def cancel(self, request_id: str, actor: str, comment: str | None = None) -> ApprovalRequest:
+        """Withdraw a pending request; only its requester may."""
+        request = self.approvals.get(request_id)
+        decided = request.cancel(actor, self.clock.now_ms(), comment)
+        self.approvals.decide(decided, approval_decided(request, decided))
+        return decided
+
+    def get_approval(self, request_id: str) -> ApprovalRequest:
+        return self.approvals.get(request_id)
+
+    def list_approvals(
+        self,
+        model: str | None = None,
+        status: ApprovalStatus | str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> Page[ApprovalRequest]:
+        """Approval requests, newest first; of one model and one status when given."""
+        parsed = _approval_status(status) if isinstance(status, str) else status
+        return self.approvals.list(model, parsed, check_page_size(page_size), page_token)
 
     def archive(
         self, name: str, version: int, actor: str, reason: str | None = None
@@ -357,13 +477,17 @@ class RegistryService:
         )
 
 
-def _facts(mv: ModelVersion) -> ModelFacts:
-    """What the registry knows of a version for the gates: its recorded metrics (slice and
-    fairness values by their full names) and its artifact size. Data validation and
-    predict latency are not recorded yet, so gates that need them report them missing."""
-    return ModelFacts.from_flat_metrics(
-        mv.metrics, model_size_bytes=mv.artifact.size, version=mv.version
-    )
+def _new_approval_id() -> str:
+    """A short random request id people can type: ``apr-`` and 10 hex digits."""
+    return f"apr-{secrets.token_hex(5)}"
+
+
+def _approval_status(text: str) -> ApprovalStatus:
+    try:
+        return ApprovalStatus(text.strip().lower())
+    except ValueError:
+        known = ", ".join(s.value for s in ApprovalStatus)
+        raise InvalidInput(f"unknown approval status {text!r}; expected one of {known}") from None
 
 
 def _require_trust(flavor: str, trusted: bool, action: str) -> None:

@@ -8,12 +8,21 @@ classes and, on purpose, scikit-learn's tree internals (``sklearn.tree._tree.Tre
 by decision trees and random forests), whose raw index arrays are not bounds-checked, so
 a crafted file could crash the process. A file that is not a skops archive (a pickle, a
 joblib dump) is refused: this flavor never falls back to pickle.
+
+skops names array files and object ids after memory addresses and stamps the archive with
+the time, so the same model would give different bytes on every save. ``save`` renumbers
+both in document order and writes the archive with fixed times and sorted entries: the
+same fitted model always gives the same file, so the content-addressed store keeps it once
+and ``loopml repro`` can compare models byte for byte.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import zipfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loopml.domain.errors import InvalidInput, PermissionDenied
 
@@ -23,6 +32,47 @@ if TYPE_CHECKING:
 # What skops raises on a file that is not a well-formed skops archive: not a ZIP, no
 # schema.json, malformed JSON or an unknown protocol.
 _MALFORMED = (zipfile.BadZipFile, KeyError, ValueError, TypeError)
+
+
+_ARRAY_FILE = re.compile(r"^\d+\.npy$")
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a ZIP entry can hold
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The skops archive ``data`` with address-derived names and ids renumbered in
+    document order, fixed entry times and sorted entries (see the module docstring)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def renumber(node: Any) -> Any:
+            if isinstance(node, dict):
+                out: dict[str, Any] = {}
+                for key, value in node.items():
+                    if key == "__id__" and isinstance(value, int):
+                        out[key] = ids.setdefault(value, len(ids) + 1)
+                    elif key == "file" and isinstance(value, str) and _ARRAY_FILE.match(value):
+                        out[key] = files.setdefault(value, f"{len(files):06d}.npy")
+                    else:
+                        out[key] = renumber(value)
+                return out
+            if isinstance(node, list):
+                return [renumber(v) for v in node]
+            return node
+
+        entries = {"schema.json": json.dumps(renumber(schema), indent=1).encode()}
+        for info in archive.infolist():
+            if info.filename != "schema.json":
+                entries[files.get(info.filename, info.filename)] = archive.read(info)
+    sink = io.BytesIO()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as out:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            out.writestr(info, entries[name])
+    return sink.getvalue()
 
 
 def _comes_from_sklearn(model: object) -> bool:
@@ -56,8 +106,7 @@ class SklearnFlavor:
             )
         import skops.io as sio
 
-        with path.open("wb") as fh:
-            sio.dump(model, fh)
+        path.write_bytes(canonical_skops(sio.dumps(model)))
 
     def load(self, path: Path, *, trusted: bool) -> object:
         import skops.io as sio

@@ -38,8 +38,11 @@ from loopml.domain.tracking import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
+    from loopml.domain.approvals import ApprovalRequest
     from loopml.domain.artifacts import ArtifactRef
     from loopml.domain.datasets import DatasetVersion
+    from loopml.domain.model_evaluation import ModelEvaluation
+    from loopml.domain.step_cache import StepRecord
     from loopml.ports import Clock, NewModelVersion, NewRun, StageChange
 
 T = TypeVar("T")
@@ -100,6 +103,9 @@ class MemoryDatabase:
         self.runs: dict[str, _RunState] = {}  # in creation order
         self.models: dict[str, _ModelState] = {}
         self.datasets: dict[str, list[DatasetVersion]] = {}  # versions in order
+        self.approvals: dict[str, ApprovalRequest] = {}  # in creation order
+        self.evaluations: list[ModelEvaluation] = []  # in creation order
+        self.steps: dict[tuple[str, str, str], StepRecord] = {}
         self.events: list[AuditEvent] = []
         self.head: tuple[int, str] | None = None
 

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -208,4 +209,60 @@ dataset_versions = Table(
     Column("author", String(256), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_dataset_versions_digest", "dataset_id", "digest"),
+)
+
+# A person's request to move a version into a gated stage, and its one decision. The
+# surrogate key orders requests by creation; the public id is what people type.
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("pk", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(128), nullable=False, unique=True),
+    Column("model_id", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_by", String(256), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("decided_by", String(256)),
+    Column("decided_ms", BigInteger),
+    Column("comment", Text),
+    ForeignKeyConstraint(
+        ["model_id", "version"],
+        ["model_versions.model_id", "model_versions.version"],
+        name="fk_approval_requests_version",
+    ),
+    Index("ix_approval_requests_subject", "model_id", "version", "stage", "status"),
+)
+
+# The evaluations of model versions; the full evaluation and its HTML report are blobs.
+model_evaluations = Table(
+    "model_evaluations",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("evaluation", String(80), nullable=False),
+    Column("report", String(80), nullable=False),
+    Column("dataset", String(256)),
+    Column("facts", Text, nullable=False),  # JSON: task, rows, metrics, validation, latency
+    Index("ix_model_evaluations_version", "model", "version"),
+)
+
+# Finished pipeline steps by cache key.
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("step", String(128), primary_key=True),
+    Column("key_digest", String(80), primary_key=True),
+    Column("key", Text, nullable=False),  # JSON of the StepKey
+    Column("outputs", Text, nullable=False),  # JSON {name: [codec, digest, size]}
+    Column("run_id", String(32), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("duration_ms", BigInteger, nullable=False),
+    Index("ix_step_cache_latest", "pipeline", "step", "created_ms"),
+    Index("ix_step_cache_run", "run_id"),
 )
