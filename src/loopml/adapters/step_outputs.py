@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -55,12 +56,10 @@ class StepOutputCodec:
             return JSON, json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
         if isinstance(value, pa.Table):
             return ARROW, _parquet(value)
-        kind = f"{type(value).__module__}.{type(value).__qualname__}"
-        if kind == "pandas.core.frame.DataFrame":
+        if isinstance(value, pd.DataFrame):
             return PANDAS, _parquet(pa.Table.from_pandas(value))
-        if kind == "pandas.core.series.Series":
-            frame = value.to_frame()  # type: ignore[attr-defined]
-            return SERIES, _parquet(pa.Table.from_pandas(frame))
+        if isinstance(value, pd.Series):
+            return SERIES, _parquet(pa.Table.from_pandas(value.to_frame()))
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufcUSM":
             buffer = io.BytesIO()
             np.save(buffer, value, allow_pickle=False)
@@ -73,6 +72,7 @@ class StepOutputCodec:
             import cloudpickle
 
             return PICKLE, bytes(cloudpickle.dumps(value))
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
         raise InvalidInput(
             f"a {kind} cannot be stored safely: return a DataFrame, an Arrow table, a numpy "
             "array, JSON data or a model of a supported flavor, or mark the step "

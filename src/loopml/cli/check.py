@@ -106,7 +106,7 @@ def check(
         str | None, typer.Option("--stage", help="Run the gates of this stage.")
     ] = None,
     summary: Annotated[
-        Path | None, typer.Option("--summary", help=f"Markdown file (default {DEFAULT_SUMMARY}).")
+        Path | None, typer.Option("--summary", help=f"Markdown file (default: {DEFAULT_SUMMARY} in the workspace).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:
@@ -127,7 +127,7 @@ def check(
             **options,
         )
         text = verdict.to_markdown()
-        path = summary or Path(table.get("summary") or DEFAULT_SUMMARY)
+        path = summary or client.app.root / (table.get("summary") or DEFAULT_SUMMARY)
         path.write_text(text, encoding="utf-8")
     if as_json:
         print_json(verdict.to_dict())

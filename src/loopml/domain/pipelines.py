@@ -322,21 +322,21 @@ def _short(value: Any) -> str:
 
 
 def _topological(wiring: Mapping[str, Wiring], pipeline: str) -> tuple[str, ...]:
+    """Run order: each time, the first declared step whose inputs are all ready."""
     remaining = {name: set(w.upstream) for name, w in wiring.items()}
     order: list[str] = []
     while remaining:
-        ready = [n for n in wiring if n in remaining and not remaining[n]]
-        if not ready:
+        ready = next((n for n in remaining if not remaining[n]), None)
+        if ready is None:
             cycle = _a_cycle(remaining)
             raise InvalidInput(
                 f"pipeline {pipeline!r} has a cycle: {' -> '.join(cycle)}; a step cannot "
                 "depend, directly or not, on its own output"
             )
-        for n in ready:
-            order.append(n)
-            del remaining[n]
+        order.append(ready)
+        del remaining[ready]
         for deps in remaining.values():
-            deps.difference_update(ready)
+            deps.discard(ready)
     return tuple(order)
 
 

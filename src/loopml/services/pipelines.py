@@ -42,6 +42,7 @@ from loopml.services.tracking import TrackingService
 _PACKAGE = Path(__file__).resolve().parents[1]
 TAG_PIPELINE = "loopml.pipeline"
 TAG_SOURCE = "loopml.pipeline_source"
+TAG_ROLE = "loopml.role"  # "pipeline" on a pipeline's own run
 TAG_PIPELINE_RUN = "loopml.pipeline_run"
 TAG_STEP = "loopml.step"
 TAG_CACHE = "loopml.cache"
@@ -179,7 +180,7 @@ class PipelineService:
         if only is not None:
             order = [*pipeline.upstream_of(only), only]
         resumed = self._resumable(pipeline) if resume else None
-        run_tags = {TAG_PIPELINE: pipeline.name, **(tags or {})}
+        run_tags = {TAG_PIPELINE: pipeline.name, TAG_ROLE: "pipeline", **(tags or {})}
         if source:
             run_tags[TAG_SOURCE] = source
         if resumed is not None:
@@ -217,13 +218,16 @@ class PipelineService:
     def _resumable(self, pipeline: Pipeline) -> tuple[str, dict[str, StepRecord]]:
         """The newest run of ``pipeline`` if it failed, with the records of its finished
         steps by step name."""
-        page = self.tracking.search_runs(
-            [pipeline.name],
-            f"tags.{TAG_PIPELINE} = '{pipeline.name}'",
-            ["start_time DESC"],
-            page_size=1,
-        )
-        last = next(iter(page.items), None)
+        try:
+            page = self.tracking.search_runs(
+                [pipeline.name],
+                f"tags.`{TAG_PIPELINE}` = '{pipeline.name}' and tags.`{TAG_ROLE}` = 'pipeline'",
+                ["start_time DESC"],
+                page_size=1,
+            )
+            last = next(iter(page.items), None)
+        except NotFound:  # not even its experiment exists yet
+            last = None
         if last is None:
             raise NotFound(
                 f"pipeline {pipeline.name!r} has never run, so there is nothing to resume; "
