@@ -66,7 +66,7 @@ class CheckSummary:
         if e.latency_p99_ms is not None:
             lines.append(f"| predict latency p99 (1 row) | {format_ms(e.latency_p99_ms)} |")
         lines += ["", self.gates.to_markdown().rstrip(), ""]
-        lines.append(f"Full report: blob `{e.report}` (`loopml evaluate {self.uri} --show`).")
+        lines.append(f"The full HTML report is stored as `{e.report.short}`.")
         return "\n".join(lines) + "\n"
 
 
