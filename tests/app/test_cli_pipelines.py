@@ -155,3 +155,23 @@ def test_bad_params_are_refused(project: Path) -> None:
     assert code == 2 and "must look like STEP.PARAM=VALUE" in text
     code, text = cli(project, "run", "-p", "fit.gamma=1")
     assert code == 2 and "step 'fit' has no parameter 'gamma'" in text
+
+
+def test_a_pipeline_described_in_loopml_toml(project: Path) -> None:
+    steps = PIPELINE.split("pipeline = loopml.Pipeline", maxsplit=1)[0]
+    (project / "steps.py").write_text(steps)
+    (project / "pipeline.py").unlink()
+    with (project / "loopml.toml").open("a") as config:
+        config.write(
+            '\n[pipeline]\nname = "described"\n'
+            'steps = ["steps.py:split", "steps.py:fit", "steps.py:register"]\n'
+            'datasets = { rows = "rows@1" }\n'
+            '[pipeline.params]\n"fit.c" = 0.5\n'
+        )
+    code, text = cli(project, "run", "--json")
+    result = json.loads(text)
+    assert code == 0 and result["pipeline"] == "described"
+    assert [s["status"] for s in result["steps"]] == ["ran", "ran", "ran"]
+    code, text = cli(project, "runs", "list", "--experiment", "described", "--json")
+    fit = next(r for r in json.loads(text)["runs"] if r["name"] == "fit")
+    assert fit["params"]["c"] == "0.5"

@@ -49,3 +49,27 @@ def test_a_failed_add_leaves_only_garbage_gc_can_explain_and_remove(
     assert client.read_dataset("kept").num_rows == 10
     assert client.load_model("models:/m/1").predict([[2.0]])[0] == pytest.approx(2.0)
     assert client.app.gc.collect().garbage == 0
+
+
+def test_step_outputs_and_evaluations_are_kept_by_gc(client: Client) -> None:
+    from loopml.domain.pipelines import Pipeline, step
+    from loopml.fluent import run_pipeline
+
+    @step(outputs="total")
+    def total(rows: pd.DataFrame) -> float:
+        return float(rows["a"].sum())
+
+    blobs = client.app.blobs
+    assert isinstance(blobs, MemoryBlobStore)
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0], "a": [1.0, 3.0, 5.0]})
+    client.add_dataset("rows", frame)
+    run_pipeline(Pipeline("sum", [total], datasets={"rows": "rows"}), client=client)
+    client.register_model(LinearRegression().fit(frame[["x"]], frame["a"]), "m")
+    record = client.evaluate_model("models:/m/1", "rows@1", label="a").record
+    _age_everything(blobs)
+    report = client.app.gc.collect(dry_run=False)
+    assert report.garbage == 0
+    for digest in (record.evaluation, record.report):
+        assert blobs.exists(digest)
+    again = run_pipeline(Pipeline("sum", [total], datasets={"rows": "rows"}), client=client)
+    assert again.all_hits  # the cached output survived the collection

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -182,21 +183,58 @@ def _result_dict(result: PipelineResult) -> dict[str, Any]:
 
 
 def _load(client: Client, target: str | None) -> tuple[str, Pipeline]:
+    """The pipeline ``target`` names; else the one ``[pipeline]`` in loopml.toml names
+    (``source``) or describes (``steps``); else ``pipeline.py:pipeline``."""
     from loopml.adapters.python_target import load_target
-    from loopml.domain.pipelines import Pipeline
+    from loopml.domain.pipelines import Pipeline, Step
 
     settings = client.app.settings
+    table = dict(settings.pipeline) if settings is not None else {}
     root = client.app.root
-    source = target or (settings.pipeline.get("source") if settings else None) or DEFAULT_SOURCE
+    if target is None and "steps" in table:
+        return "loopml.toml [pipeline]", _described(table, root)
+    source = target or table.get("source") or DEFAULT_SOURCE
     if not isinstance(source, str):
         raise InvalidInput(f"[pipeline] source in loopml.toml must be text, got {source!r}")
     found = load_target(source, root, "pipeline")
+    if isinstance(found, Step):
+        raise InvalidInput(
+            f"{source} is a step, not a pipeline; name a loopml.Pipeline, or list the steps "
+            "under [pipeline] steps in loopml.toml"
+        )
     if not isinstance(found, Pipeline):
         raise InvalidInput(
             f"{source} is a {type(found).__name__}, not a loopml.Pipeline; point at the "
             "Pipeline object (e.g. pipeline.py:pipeline)"
         )
     return source, found
+
+
+def _described(table: dict[str, Any], root: Path) -> Pipeline:
+    """A pipeline described in loopml.toml: ``name``, ``steps`` (FILE.py:FUNCTION each)
+    and ``datasets``; its ``params`` are applied by the caller like any pipeline's."""
+    from loopml.adapters.python_target import load_target
+    from loopml.domain.pipelines import Pipeline, Step
+
+    steps, datasets = table.get("steps"), table.get("datasets", {})
+    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+        raise InvalidInput(
+            f"[pipeline] steps in loopml.toml must be a list of FILE.py:FUNCTION, got {steps!r}"
+        )
+    if not isinstance(datasets, dict):
+        raise InvalidInput(
+            f"[pipeline] datasets in loopml.toml must map input names to dataset "
+            f"references, got {datasets!r}"
+        )
+    loaded = []
+    for target in steps:
+        found = load_target(target, root, "step")
+        if not isinstance(found, Step):
+            raise InvalidInput(
+                f"[pipeline] steps: {target} is not a step; decorate it with @loopml.step"
+            )
+        loaded.append(found)
+    return Pipeline(str(table.get("name", "pipeline")), loaded, datasets=datasets)
 
 
 def _config_params(client: Client) -> dict[str, Any]:
