@@ -32,6 +32,7 @@ from loopml.domain.evaluation import Evaluation
 from loopml.domain.gate_checks import ModelFacts
 from loopml.domain.gate_report import GateReport
 from loopml.domain.lifecycle import Stage
+from loopml.domain.model_card import ModelCard
 from loopml.domain.model_evaluation import ModelEvaluation
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
@@ -403,6 +404,23 @@ class Client:
         """What the gates of ``stage`` say about a registered version, without moving it."""
         mv = self.app.registry.resolve(uri)
         return self.app.registry.gate_report(mv.model, mv.version, stage)
+
+    def model_card(self, uri: str, sections: str | Path | None = None) -> ModelCard:
+        """The model card of ``uri``: what the registry, datasets, evaluations, gates and
+        lineage know about the version, with the sections people wrote in ``sections``
+        (default ``cards/NAME.md`` under the workspace root, read when it exists). Write
+        it with ``card.to_markdown()`` or ``loopml card``.
+
+        Raises:
+            NotFound: no such version, or ``sections`` was given and does not exist.
+        """
+        from loopml.adapters.card_files import default_sections, read_sections, shown_path
+
+        mv = self.app.registry.resolve(uri)
+        root = self.app.root
+        path = default_sections(root, mv.model) if sections is None else Path(sections)
+        text = read_sections(path, required=sections is not None)
+        return self.app.cards.card(mv.uri, text, sections_file=shown_path(path, root))
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.app.registry.set_alias(name, alias, version, self.actor)

@@ -106,7 +106,10 @@ def check(
         str | None, typer.Option("--stage", help="Run the gates of this stage.")
     ] = None,
     summary: Annotated[
-        Path | None, typer.Option("--summary", help=f"Markdown file (default: {DEFAULT_SUMMARY} in the workspace).")
+        Path | None,
+        typer.Option(
+            "--summary", help=f"Markdown file (default: {DEFAULT_SUMMARY} in the workspace)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
 ) -> None:

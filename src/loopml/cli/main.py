@@ -10,6 +10,7 @@ import typer
 from loopml.cli import (
     approvals,
     audit,
+    cards,
     check,
     data,
     gc,
@@ -57,6 +58,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(data.app, name="data")
 app.add_typer(audit.app, name="audit")
 lineage.register(app)
+cards.register(app)
 pipelines.register(app)
 check.register(app)
 gc.register(app)
