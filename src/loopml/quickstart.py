@@ -148,6 +148,13 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
     with step("Check a serving batch against the schema"):
         _lint_serving_batch(client, test.drop(columns=[TARGET]), schema, step)
 
+    with step("Write the champion's model card"):
+        markdown, html = _write_card(client, settings.root, mv.uri)
+        step.note(
+            f"{markdown.relative_to(settings.root)} and {html.name}: data, metrics per "
+            "season, gates, lineage, intended use and limitations"
+        )
+
     with step("Trace the lineage of the champion"):
         for line in client.app.lineage.of_model(f"models:/{MODEL_NAME}@champion").lines():
             step.note(line)
@@ -185,6 +192,32 @@ def _try_worse_model(client: Client, pipeline: Pipeline, step: _Steps) -> None:
         step.note(f"{outcome.step:<9} {outcome.status.value:<7} {'; '.join(outcome.reasons)}")
     refusal = worse.outcome("gate").error or "the gate passed"
     step.note(refusal.split(" (at ")[0])
+
+
+CARD_SECTIONS = """\
+# Model card sections of bike-demand (copied into `loopml card` output)
+
+## Intended use
+
+Hourly rental demand for one city's bike-sharing system, to plan how many bikes to
+move between stations. Not for pricing or for other cities.
+
+## Limitations
+
+Trained on four months of 2011 only: it has seen neither summer nor the growth of 2012,
+and it underestimates busy hours. Weather features are normalised readings from one
+station.
+"""
+
+
+def _write_card(client: Client, root: Path, uri: str) -> tuple[Path, Path]:
+    from loopml.adapters.card_files import default_sections, write_card
+
+    sections = default_sections(root, MODEL_NAME)
+    sections.parent.mkdir(parents=True, exist_ok=True)
+    if not sections.exists():
+        sections.write_text(CARD_SECTIONS, encoding="utf-8")
+    return write_card(client.model_card(uri), root / "cards")
 
 
 def _load_pipeline(root: Path) -> Pipeline:
@@ -228,6 +261,7 @@ def _print_next(console: Console, root: Path, run_id: str) -> None:
         f"loopml {ws} data validate {DATASET} {root / 'data'} "
         f"--schema {root / 'schemas' / (DATASET + '.toml')}",
         f"loopml {ws} lineage models:/{MODEL_NAME}@champion",
+        f"loopml {ws} card models:/{MODEL_NAME}@champion",
         f"loopml {ws} audit log",
         f"loopml {ws} audit verify",
         f"loopml {ws} config show",

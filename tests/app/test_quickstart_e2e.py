@@ -26,7 +26,7 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "✓ 11. Verify the audit trail" in done.stdout and "intact: True" in done.stdout
+    assert "✓ 12. Verify the audit trail" in done.stdout and "intact: True" in done.stdout
     assert "all 5 steps were cache hits" in done.stdout  # the second pipeline run
     assert "param alpha 1.0 -> 3000.0" in done.stdout  # the worse model's cache miss...
     assert "r2" in done.stdout and "below the minimum 0.4" in done.stdout  # ...and its gate
@@ -46,6 +46,8 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
         assert dict(evaluation.data_validation) == {"evaluation": True, "training": True}
         assert client.verify_audit().ok
     assert "passed" in (ws / "loopml-check.md").read_text().splitlines()[0]
+    card = (ws / "cards" / "bike-demand-v1.md").read_text()
+    assert "## Intended use" in card and "label `cnt`" in card and "season=" in card
     schema = (ws / "schemas" / "bike-sharing-hourly.toml").read_text()
     assert 'label = "cnt"' in schema and 'key = ["instant"]' in schema
     listed = subprocess.run(

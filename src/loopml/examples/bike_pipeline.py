@@ -73,7 +73,9 @@ def evaluate(bikes: Any, model: Any) -> dict[str, Any]:
 
     rows = period(bikes, TEST_PERIOD)
     predicted = model.predict(rows[CATEGORICAL + NUMERIC])
-    evaluation = evaluate_regression(rows[TARGET], predicted, data=rows, slices=["season"])
+    evaluation = evaluate_regression(
+        rows[TARGET], predicted, data=rows, slices=["season"], label_name=TARGET
+    )
     loopml.log_metrics(evaluation.metrics)
     return evaluation.to_dict()
 

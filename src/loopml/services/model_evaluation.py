@@ -115,7 +115,12 @@ class EvaluationService:
             )
         else:
             evaluation = evaluate_regression(
-                y, y_pred, data=frame, slices=list(slices), sensitive=list(sensitive)
+                y,
+                y_pred,
+                data=frame,
+                slices=list(slices),
+                sensitive=list(sensitive),
+                label_name=label,
             )
         if importance_metric is not None:
             evaluation = evaluation.with_importance(
