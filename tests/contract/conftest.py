@@ -1,7 +1,8 @@
 """Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
 
-Every test that asks for ``tracking``, ``registry``, ``audit``, ``datasets`` or
-``approvals`` runs once per backend, with the stores sharing one fresh, empty database:
+Every test that asks for ``tracking``, ``registry``, ``audit``, ``datasets``, ``approvals``,
+``evaluations`` or ``steps`` runs once per backend, with the stores sharing one fresh,
+empty database:
 
 * ``memory``: a new :class:`MemoryDatabase`;
 * ``sqlite``: a copy of a template file migrated once per session (migrating per test
@@ -26,6 +27,7 @@ from sqlalchemy import text
 
 from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
+from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
     MemoryDatabase,
@@ -37,15 +39,25 @@ from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.evaluations import SqlEvaluationStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.schema import metadata
+from loopml.adapters.sql.step_cache import SqlStepCache
 from loopml.adapters.sql.tracking import SqlTrackingStore
 from loopml.domain.audit import GENESIS_HASH
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from loopml.ports import ApprovalStore, AuditLog, DatasetStore, RegistryStore, TrackingStore
+    from loopml.ports import (
+        ApprovalStore,
+        AuditLog,
+        DatasetStore,
+        EvaluationStore,
+        RegistryStore,
+        StepCache,
+        TrackingStore,
+    )
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -75,6 +87,8 @@ class Stores:
     audit: AuditLog
     datasets: DatasetStore
     approvals: ApprovalStore
+    evaluations: EvaluationStore
+    steps: StepCache
 
 
 @pytest.fixture
@@ -143,6 +157,8 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             MemoryAuditLog(mem, clock),
             MemoryDatasetStore(mem),
             MemoryApprovalStore(mem),
+            MemoryEvaluationStore(mem),
+            MemoryStepCache(mem),
         )
         return
     if backend == "sqlite":
@@ -160,6 +176,8 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             SqlAuditLog(db, clock),
             SqlDatasetStore(db),
             SqlApprovalStore(db),
+            SqlEvaluationStore(db),
+            SqlStepCache(db),
         )
     finally:
         if backend == "sqlite":
@@ -194,3 +212,13 @@ def datasets(stores: Stores) -> DatasetStore:
 @pytest.fixture
 def approvals(stores: Stores) -> ApprovalStore:
     return stores.approvals
+
+
+@pytest.fixture
+def evaluations(stores: Stores) -> EvaluationStore:
+    return stores.evaluations
+
+
+@pytest.fixture
+def steps(stores: Stores) -> StepCache:
+    return stores.steps

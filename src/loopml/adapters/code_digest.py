@@ -32,7 +32,6 @@ MAX_FUNCTIONS = 500  # a safety bound on how far the call graph is followed
 class SourceCodeDigester:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._memo: dict[object, str] = {}
 
     def digest(self, func: Callable[..., Any]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -46,7 +45,7 @@ class SourceCodeDigester:
             found[self._qualified(obj)], tree = self._one(obj)
             for name, target in self._referenced(obj, tree):
                 if isinstance(target, _CONSTANTS):
-                    text = repr(target)
+                    text = _constant_text(target)
                     key = f"{self._where(obj)}:{name}"
                     found[key] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
                 elif id(target) not in seen:
@@ -92,10 +91,13 @@ class SourceCodeDigester:
                 if project_module and isinstance(target, _CONSTANTS) and _plain(target):
                     yield node.id, target
                     continue
-            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                module = scope.get(node.value.id)
-                if isinstance(module, types.ModuleType) and self._is_project(module):
+            elif isinstance(node, ast.Attribute):
+                module = _module_named(node.value, scope, free)  # `features`, `pkg.features`
+                if module is not None and self._is_project(module):
                     target = getattr(module, node.attr, None)
+                    if isinstance(target, _CONSTANTS) and _plain(target):
+                        yield ast.unparse(node), target
+                        continue
             target = _unwrap(target)
             code_like = inspect.isfunction(target) or inspect.isclass(target)
             if code_like and self._is_project(target):
@@ -135,6 +137,37 @@ def _plain(value: object) -> bool:
     if isinstance(value, tuple | frozenset):
         return all(isinstance(v, _CONSTANTS) and _plain(v) for v in value)
     return True
+
+
+def _module_named(
+    node: ast.expr, scope: dict[str, Any], free: set[str] | None
+) -> types.ModuleType | None:
+    """The module a name or dotted path of names refers to (``pkg.features``), if any."""
+    if isinstance(node, ast.Name):
+        if free is not None and node.id not in free:
+            return None  # a parameter or local named like a module
+        found = scope.get(node.id)
+    elif isinstance(node, ast.Attribute):
+        parent = _module_named(node.value, scope, free)
+        found = None if parent is None else getattr(parent, node.attr, None)
+    else:
+        return None
+    return found if isinstance(found, types.ModuleType) else None
+
+
+def _constant_text(value: object) -> str:
+    """``repr(value)``, but with a frozenset's members sorted: their order follows string
+    hashing, which Python salts per process, and the digest must not change between runs."""
+    if isinstance(value, frozenset):
+        return (
+            f"frozenset({{{', '.join(sorted(map(_constant_text, value)))}}})"
+            if value
+            else "frozenset()"
+        )
+    if isinstance(value, tuple):
+        items = [_constant_text(v) for v in value]
+        return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+    return repr(value)
 
 
 def _unwrap(obj: object) -> object:
@@ -179,4 +212,14 @@ def _bytecode_text(obj: object) -> str:
     code = getattr(obj, "__code__", None)
     if code is None:
         return repr(obj)
-    return repr((code.co_code, code.co_consts, code.co_names))
+    return _code_text(code)
+
+
+def _code_text(code: types.CodeType) -> str:
+    """Instructions, constants and names of ``code`` and of the code nested in it
+    (comprehensions, lambdas): the repr of a nested code object holds its address."""
+    consts = ", ".join(
+        _code_text(c) if isinstance(c, types.CodeType) else _constant_text(c)
+        for c in code.co_consts
+    )
+    return f"{code.co_code!r} [{consts}] {code.co_names!r}"

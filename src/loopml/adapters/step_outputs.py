@@ -14,6 +14,11 @@ codec              values                                           format
                    ``@step(pickle=True)``
 =================  ===============================================  ===================
 
+A model comes back as its flavor loads it: a scikit-learn estimator as itself, an XGBoost
+or LightGBM model as loopml's wrapper with ``predict`` (the registry's ``load_model`` gives
+the same); the pipeline hands downstream steps the read-back model on a miss too, so a
+step sees the same kind of object whether its input was cached or not.
+
 Encoding is deterministic for the data codecs: the same value gives the same bytes, so
 an unchanged output keeps its digest and downstream steps stay cached. Outputs are read
 back only from the workspace's own blob store, which re-hashes every read.
@@ -44,6 +49,7 @@ JSON, ARROW, PANDAS, SERIES, NUMPY, PICKLE = (
     "pickle",
 )
 MODEL_PREFIX = "model:"
+_UNNAMED = "__unnamed_series__"  # the column of an unnamed Series (to_frame would say 0)
 _UNSAFE_FLAVORS = ("python_function",)
 
 
@@ -59,15 +65,18 @@ class StepOutputCodec:
         if isinstance(value, pd.DataFrame):
             return PANDAS, _parquet(pa.Table.from_pandas(value))
         if isinstance(value, pd.Series):
-            return SERIES, _parquet(pa.Table.from_pandas(value.to_frame()))
+            column = _UNNAMED if value.name is None else value.name
+            return SERIES, _parquet(pa.Table.from_pandas(value.to_frame(name=column)))
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufcUSM":
             buffer = io.BytesIO()
             np.save(buffer, value, allow_pickle=False)
             return NUMPY, buffer.getvalue()
-        for flavor_name in self.flavors.names():
-            flavor = self.flavors.get(flavor_name)
-            if flavor.name not in _UNSAFE_FLAVORS and flavor.accepts(value):
-                return MODEL_PREFIX + flavor.name, self._save(flavor_name, value)
+        try:  # the catalog's own detection: XGBoost and LightGBM in their native formats
+            flavor = self.flavors.detect(value)
+        except InvalidInput:
+            flavor = None
+        if flavor is not None and flavor.name not in _UNSAFE_FLAVORS:
+            return MODEL_PREFIX + flavor.name, self._save(flavor.name, value)
         if allow_pickle:
             import cloudpickle
 
@@ -87,7 +96,10 @@ class StepOutputCodec:
             if codec == ARROW:
                 return table
             frame = table.to_pandas()
-            return frame if codec == PANDAS else frame.iloc[:, 0]
+            if codec == PANDAS:
+                return frame
+            series = frame.iloc[:, 0]
+            return series.rename(None) if series.name == _UNNAMED else series
         if codec == NUMPY:
             return np.load(io.BytesIO(data), allow_pickle=False)
         if codec.startswith(MODEL_PREFIX):

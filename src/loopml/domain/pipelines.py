@@ -95,7 +95,7 @@ def step(
         if not callable(f) or not hasattr(f, "__name__"):
             raise InvalidInput(f"@step decorates a function, got {type(f).__name__} {f!r}")
         step_name = validate_identifier("step name", name or f.__name__)
-        wanted = outputs or step_name
+        wanted = step_name if outputs is None else outputs
         out = _names((wanted,) if isinstance(wanted, str) else wanted)
         if not out:
             raise InvalidInput(f"step {step_name!r} must have at least one output name")

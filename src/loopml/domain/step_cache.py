@@ -82,7 +82,7 @@ def explain_change(step: str, before: StepKey | None, after: StepKey) -> list[st
         reasons.append(f"code of step {step} changed ({', '.join(_short_names(changed))})")
     for key in sorted(set(before.params) | set(after.params)):
         old, new = before.params.get(key, _ABSENT), after.params.get(key, _ABSENT)
-        if old == new and type(old) is type(new):
+        if _as_json(old) == _as_json(new):  # as the digest sees them: 1 != 1.0, [1] != [1.0]
             continue
         if old is _ABSENT:
             reasons.append(f"param {key} added (= {param_text(new)})")
@@ -110,6 +110,10 @@ def explain_change(step: str, before: StepKey | None, after: StepKey) -> list[st
 
 
 _ABSENT: Any = object()
+
+
+def _as_json(value: Any) -> str | None:
+    return None if value is _ABSENT else json.dumps(value, sort_keys=True)
 
 
 def _short_names(qualified: list[str]) -> list[str]:

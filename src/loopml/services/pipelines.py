@@ -422,7 +422,11 @@ class _RunContext:
         if self.write_cache:
             self.service.cache.put_step(record)
         self.outputs.update({out: (name, s) for out, s in stored.items()})
-        self.loaded.update(fresh)  # downstream steps get the values themselves, not a re-read
+        # Downstream steps get data values as they are, not re-read; a model is read back
+        # from its stored form, so that a later cache hit hands over the same kind of object.
+        self.loaded.update(
+            {out: v for out, v in fresh.items() if not stored[out].codec.startswith("model:")}
+        )
         return StepOutcome(
             name, Status.RAN, reasons, run, record.key_digest, duration, record=record
         )
