@@ -22,6 +22,7 @@ from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
 from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.blobs import MemoryBlobStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
+from loopml.adapters.memory.deployments import MemoryDeploymentStore
 from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
@@ -35,6 +36,7 @@ from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.evaluations import SqlEvaluationStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.step_cache import SqlStepCache
@@ -50,6 +52,7 @@ from loopml.ports import (
     BlobStore,
     Clock,
     DatasetStore,
+    DeploymentStore,
     EvaluationStore,
     FileIndex,
     RegistryStore,
@@ -58,6 +61,7 @@ from loopml.ports import (
 )
 from loopml.services.audit import AuditService
 from loopml.services.dataset_status import DatasetStatus
+from loopml.services.deployments import DeploymentService
 from loopml.services.gc import GarbageCollector
 from loopml.services.lineage import LineageService
 from loopml.services.registry import RegistryService
@@ -125,6 +129,10 @@ class Loopml:
         return ValidationService(self.datasets, self.datasets.reader)
 
     @cached_property
+    def deployments(self) -> DeploymentService:
+        return DeploymentService(self.stores.deployments, self.registry, self.clock)
+
+    @cached_property
     def lineage(self) -> LineageService:
         return LineageService(self.registry, self.tracking, self.datasets)
 
@@ -180,6 +188,7 @@ class Stores:
     approvals: ApprovalStore
     evaluations: EvaluationStore
     steps: StepCache
+    deployments: DeploymentStore
 
 
 def _wire(
@@ -243,6 +252,7 @@ def build(settings: Settings) -> Loopml:
         approvals=SqlApprovalStore(db),
         evaluations=SqlEvaluationStore(db),
         steps=SqlStepCache(db),
+        deployments=SqlDeploymentStore(db),
     )
     return _wire(settings, clock, FsspecBlobStore(settings.artifact_url), stores, db, Path.cwd())
 
@@ -259,6 +269,7 @@ def build_memory(clock: Clock | None = None) -> Loopml:
         approvals=MemoryApprovalStore(mem),
         evaluations=MemoryEvaluationStore(mem),
         steps=MemoryStepCache(mem),
+        deployments=MemoryDeploymentStore(mem),
     )
     return _wire(None, clock, MemoryBlobStore(), stores, None, Path.cwd())
 

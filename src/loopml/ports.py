@@ -18,6 +18,7 @@ from loopml.domain.approvals import ApprovalRequest, ApprovalStatus
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditEvent, AuditRecord
 from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion, FolderStatus, SourceFile
+from loopml.domain.deployments import Deployment, Revision
 from loopml.domain.lifecycle import Stage
 from loopml.domain.model_evaluation import ModelEvaluation
 from loopml.domain.paging import Page
@@ -424,3 +425,21 @@ class CodeDigester(Protocol):
     def library_version(self, distribution: str) -> str:
         """The installed version; :class:`InvalidInput` if it is not installed."""
         ...
+
+
+class DeploymentStore(Protocol):
+    """Deployments and their history; every change with its audit record, compare-and-set
+    on the revision (see :mod:`loopml.domain.deployments`)."""
+
+    def create_deployment(self, entry: Revision, audit: AuditRecord) -> None:
+        """Store ``entry.state`` as a new deployment; AlreadyExists if the name is taken."""
+        ...
+
+    def update_deployment(self, entry: Revision, audit: AuditRecord) -> None:
+        """Store ``entry.state`` if the stored revision is ``entry.revision - 1``;
+        :class:`ConcurrentModification` if someone changed it meanwhile."""
+        ...
+
+    def get_deployment(self, name: str) -> Deployment: ...
+    def list_deployments(self) -> list[Deployment]: ...
+    def deployment_history(self, name: str) -> list[Revision]: ...

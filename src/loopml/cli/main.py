@@ -13,6 +13,7 @@ from loopml.cli import (
     cards,
     check,
     data,
+    deploy,
     gc,
     lineage,
     models,
@@ -56,6 +57,7 @@ app.add_typer(runs.experiments_app, name="experiments")
 app.add_typer(models.app, name="models")
 app.add_typer(approvals.app, name="approvals")
 app.add_typer(data.app, name="data")
+app.add_typer(deploy.app, name="deploy")
 app.add_typer(audit.app, name="audit")
 lineage.register(app)
 cards.register(app)

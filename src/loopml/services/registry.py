@@ -273,9 +273,12 @@ class RegistryService:
         archive_existing: bool = False,
         allow_multiple: bool = False,
         force_reason: str | None = None,
+        demote_existing: bool = False,
     ) -> ModelVersion:
         """Move a version to ``target``. Production holds one version per model unless
-        ``allow_multiple``; ``archive_existing`` archives the current one in the same step.
+        ``allow_multiple``; ``archive_existing`` archives the current one in the same step,
+        ``demote_existing`` moves it back to staging (a deployment's promotion, which keeps
+        it ready for a rollback).
 
         A move into a stage the gate policy guards runs the gates first and is refused
         (:class:`GatesFailed`, naming each failed check, its value and its bound) unless
@@ -296,14 +299,15 @@ class RegistryService:
                 for v in self.store.list_versions(name, Stage.PRODUCTION, 1000, None)
                 if v.version != version
             ]
-            if current and not archive_existing:
+            if current and not (archive_existing or demote_existing):
                 listed = ", ".join(v.uri for v in current)
                 raise InvalidState(
                     f"{listed} is already in production and a model holds one production "
                     "version: pass archive_existing=True (--archive-existing) to archive it in "
                     "the same step, or allow_multiple=True (--allow-multiple) to keep both"
                 )
-            changes += [StageChange(v.version, Stage.PRODUCTION, Stage.ARCHIVED) for v in current]
+            retired = Stage.STAGING if demote_existing else Stage.ARCHIVED
+            changes += [StageChange(v.version, Stage.PRODUCTION, retired) for v in current]
         audits = [
             stage_changed(name, c.version, c.expected, c.target, actor, reason) for c in changes
         ]

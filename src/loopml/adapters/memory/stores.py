@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from loopml.domain.approvals import ApprovalRequest
     from loopml.domain.artifacts import ArtifactRef
     from loopml.domain.datasets import DatasetVersion
+    from loopml.domain.deployments import Revision
     from loopml.domain.model_evaluation import ModelEvaluation
     from loopml.domain.step_cache import StepRecord
     from loopml.ports import Clock, NewModelVersion, NewRun, StageChange
@@ -106,6 +107,7 @@ class MemoryDatabase:
         self.approvals: dict[str, ApprovalRequest] = {}  # in creation order
         self.evaluations: list[ModelEvaluation] = []  # in creation order
         self.steps: dict[tuple[str, str, str], StepRecord] = {}
+        self.deployments: dict[str, list[Revision]] = {}  # each deployment's history
         self.events: list[AuditEvent] = []
         self.head: tuple[int, str] | None = None
 

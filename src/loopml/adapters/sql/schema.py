@@ -266,3 +266,25 @@ step_cache = Table(
     Index("ix_step_cache_latest", "pipeline", "step", "created_ms"),
     Index("ix_step_cache_run", "run_id"),
 )
+
+# Deployments: the current state (JSON) and every revision of it, for `deploy history`.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("revision", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+deployment_history = Table(
+    "deployment_history",
+    metadata,
+    Column("name", String(128), ForeignKey("deployments.name"), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
+)
