@@ -32,6 +32,10 @@ MAX_FUNCTIONS = 500  # a safety bound on how far the call graph is followed
 class SourceCodeDigester:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        # Parsed source by code object (or class): a code object never changes while the
+        # process lives, so each function is read and parsed once per process, not once
+        # per step per run.
+        self._parsed: dict[object, tuple[str, ast.AST | None]] = {}
 
     def digest(self, func: Callable[..., Any]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -64,6 +68,19 @@ class SourceCodeDigester:
 
     # -------------------------------------------------------------------------------------
     def _one(self, obj: object) -> tuple[str, ast.AST | None]:
+        key = getattr(obj, "__code__", obj)
+        try:
+            return self._parsed[key]
+        except (KeyError, TypeError):  # TypeError: an unhashable object, never memoised
+            pass
+        result = self._parse(obj)
+        try:
+            self._parsed[key] = result
+        except TypeError:
+            pass
+        return result
+
+    def _parse(self, obj: object) -> tuple[str, ast.AST | None]:
         try:
             source = inspect.getsource(obj)  # type: ignore[arg-type]
             parsed = ast.parse(_dedent(source))

@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.adapters.sql import schema as t
 from loopml.adapters.sql.audit import append_event
@@ -37,7 +36,7 @@ class SqlDatasetStore:
         self.db = db
 
     def create_version(self, new: NewDatasetVersion) -> tuple[DatasetVersion, bool]:
-        insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
+        insert = self.db.upsert
         with self.db.write() as conn:
             conn.execute(
                 insert(t.datasets)

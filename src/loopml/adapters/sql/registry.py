@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from loopml.adapters.sql import schema as t
@@ -245,7 +244,7 @@ class SqlRegistryStore:
     def set_alias(self, name: str, alias: str, version: int, audit: AuditRecord) -> None:
         with self.db.write() as conn:
             model_id = self._lock_model(conn, name)
-            insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
+            insert = self.db.upsert
             stmt = insert(t.model_aliases).values(model_id=model_id, alias=alias, version=version)
             conn.execute(
                 stmt.on_conflict_do_update(

@@ -15,7 +15,6 @@ from math import isnan
 from typing import Any
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from loopml.adapters.sql import schema as t
@@ -55,7 +54,7 @@ class SqlTrackingStore:
         self._run_pks: dict[str, int] = {}
 
     def _insert(self, table: Any) -> Any:
-        return (sqlite.insert if self.db.is_sqlite else postgresql.insert)(table)
+        return self.db.upsert(table)
 
     # experiments -------------------------------------------------------------------------
     def create_experiment(self, name: str, now_ms: int) -> Experiment:
