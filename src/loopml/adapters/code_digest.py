@@ -13,6 +13,7 @@ from its bytecode and constants.
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import importlib.metadata
 import inspect
@@ -69,15 +70,12 @@ class SourceCodeDigester:
     # -------------------------------------------------------------------------------------
     def _one(self, obj: object) -> tuple[str, ast.AST | None]:
         key = getattr(obj, "__code__", obj)
-        try:
-            return self._parsed[key]
-        except (KeyError, TypeError):  # TypeError: an unhashable object, never memoised
-            pass
+        with contextlib.suppress(TypeError):  # an unhashable callable is never memoised
+            if key in self._parsed:
+                return self._parsed[key]
         result = self._parse(obj)
-        try:
+        with contextlib.suppress(TypeError):
             self._parsed[key] = result
-        except TypeError:
-            pass
         return result
 
     def _parse(self, obj: object) -> tuple[str, ast.AST | None]:
