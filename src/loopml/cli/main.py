@@ -18,7 +18,9 @@ from loopml.cli import (
     lineage,
     models,
     pipelines,
+    predictions,
     runs,
+    serve,
     sweep,
     workspace,
 )
@@ -63,8 +65,10 @@ lineage.register(app)
 cards.register(app)
 pipelines.register(app)
 check.register(app)
+serve.register(app)
 gc.register(app)
 sweep.register(app)
+predictions.register(app)
 
 
 def main() -> None:

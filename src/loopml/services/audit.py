@@ -16,6 +16,11 @@ class AuditService:
     ) -> Page[AuditEvent]:
         return self.log.list_events(object_id, check_page_size(page_size), page_token)
 
+    def head(self) -> tuple[int, str] | None:
+        """The newest event's ``(seq, hash)``: it moves on every audited change, which is
+        how a running server notices deployment and registry changes."""
+        return self.log.head()
+
     def verify(self) -> ChainReport:
         """Walk the whole chain; the report names the first bad event, if any."""
         head = self.log.head()  # events appended while we verify are left for next time

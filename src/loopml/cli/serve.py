@@ -1,0 +1,73 @@
+"""``loopml serve``: every deployment of the workspace behind one HTTP server."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from loopml.cli.context import err, handled, state
+from loopml.domain.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    poll: Annotated[
+        float, typer.Option("--poll", help="Seconds between checks for deployment changes.")
+    ] = 0.5,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body accepted.")
+    ] = 10.0,
+    trusted: Annotated[
+        bool, typer.Option("--trusted", help="Also load pickled (python_function) models.")
+    ] = False,
+) -> None:
+    """Serve every deployment: JSON and Open Inference Protocol v2, health, /metrics."""
+    import uvicorn
+
+    from loopml.server.build import create_server
+
+    with handled():
+        if workers < 1 or not 0 < port < 65536 or poll <= 0 or max_body_mb <= 0:
+            raise InvalidInput(
+                f"--workers must be >= 1, --port in 1..65535, --poll and --max-body-mb > 0; "
+                f"got workers={workers}, port={port}, poll={poll}, max_body_mb={max_body_mb}"
+            )
+        client = state(ctx).client()
+        settings = client.app.settings
+        if workers > 1:
+            assert settings is not None
+            os.environ["LOOPML_WORKSPACE"] = str(settings.root)
+        else:
+            running = create_server(
+                client.app,
+                poll_s=poll,
+                max_body_bytes=int(max_body_mb * 1024 * 1024),
+                trusted=trusted,
+            )
+            endpoints = running.server.routes.endpoints
+    if workers > 1:
+        err.print(f"serving on http://{host}:{port} with {workers} workers")
+        uvicorn.run(
+            "loopml.server.build:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+            access_log=False,
+        )
+        return
+    listed = ", ".join(sorted(endpoints)) or "none yet (`loopml deploy create ...`)"
+    err.print(f"serving {listed} on http://{host}:{port} (docs: /docs, metrics: /metrics)")
+    uvicorn.run(
+        running.server, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
+    )

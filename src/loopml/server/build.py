@@ -1,0 +1,83 @@
+"""Wiring a server for a workspace: the route table, its watcher, the shadow worker.
+
+``create_server(app)`` is what ``loopml serve`` runs (and tests, with a real workspace);
+``app_from_env()`` is the factory uvicorn imports in each worker process when the server
+runs with several workers (the workspace comes from ``LOOPML_WORKSPACE``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loopml.bootstrap import Loopml, open_workspace
+from loopml.config import load_settings
+from loopml.domain.registry import ModelVersion
+from loopml.server.app import DEFAULT_MAX_BODY, InferenceServer
+from loopml.server.predict import warm
+from loopml.server.routing import RouteTable
+
+log = logging.getLogger("loopml.server")
+
+DEFAULT_POLL_S = 0.5
+DEFAULT_SHADOW_QUEUE = 1000
+
+
+class ShadowWorker:
+    """Runs shadow calls on one daemon thread, off the request path; a full queue refuses
+    the call (the server counts it) instead of slowing production answers down."""
+
+    def __init__(self, size: int = DEFAULT_SHADOW_QUEUE) -> None:
+        self.jobs: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=size)
+        threading.Thread(target=self._run, name="loopml-shadow", daemon=True).start()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            return False
+        return True
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            try:
+                job()
+            except Exception:  # a shadow failure never reaches a client; it is logged
+                log.exception("a shadow prediction failed")
+
+
+@dataclass
+class Running:
+    server: InferenceServer
+    stop_watching: threading.Event
+
+
+def create_server(
+    app: Loopml,
+    *,
+    poll_s: float = DEFAULT_POLL_S,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    trusted: bool = False,
+) -> Running:
+    """A server for every deployment of ``app``, loaded and watching for changes."""
+
+    def load(mv: ModelVersion) -> object:
+        return app.registry.load(mv.uri, trusted=trusted)
+
+    routes = RouteTable(app.deployments, load, warm)
+    routes.refresh_if_changed(app.audit.head())
+    shadow = ShadowWorker()
+    server = InferenceServer(routes, max_body_bytes=max_body_bytes, shadow=shadow.submit)
+    server.metrics.gauges["loopml_shadow_queue_depth"] = lambda: float(shadow.jobs.qsize())
+    stop = routes.watch(app.audit.head, poll_s)
+    return Running(server, stop)
+
+
+def app_from_env() -> InferenceServer:
+    """The uvicorn factory for multi-worker serving (reads ``LOOPML_*`` settings)."""
+    settings = load_settings()
+    return create_server(open_workspace(settings)).server

@@ -1,0 +1,125 @@
+"""Server metrics in the Prometheus text format (version 0.0.4), kept in plain counters.
+
+Updated on the request path with a dictionary increment or two, no lock: the server runs
+its requests on one event loop thread, and a shadow thread only adds to its own keys
+(CPython makes each increment of a dict entry effectively atomic for readers).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+Labels = tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Histogram:
+    bounds: tuple[float, ...]
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    n: int = 0
+
+    def observe(self, value: float) -> None:
+        if not self.counts:
+            self.counts = [0] * (len(self.bounds) + 1)
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.n += 1
+
+
+@dataclass
+class ServerMetrics:
+    requests: dict[Labels, int] = field(default_factory=dict)
+    errors: dict[Labels, int] = field(default_factory=dict)
+    latency: dict[Labels, Histogram] = field(default_factory=dict)
+    confidence: dict[Labels, Histogram] = field(default_factory=dict)
+    invalid_fields: dict[Labels, int] = field(default_factory=dict)
+    shadow_dropped: int = 0
+    gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
+
+    def answered(self, labels: Labels, seconds: float, confidence: list[float] | None) -> None:
+        self.requests[labels] = self.requests.get(labels, 0) + 1
+        histogram = self.latency.get(labels)
+        if histogram is None:
+            histogram = self.latency[labels] = Histogram(LATENCY_BUCKETS_S)
+        histogram.observe(seconds)
+        if confidence:
+            per_version = labels[:3]
+            conf = self.confidence.get(per_version)
+            if conf is None:
+                conf = self.confidence[per_version] = Histogram(CONFIDENCE_BUCKETS)
+            for c in confidence:
+                conf.observe(c)
+
+    def failed(self, deployment: str, status: int) -> None:
+        key = (("deployment", deployment), ("status", str(status)))
+        self.errors[key] = self.errors.get(key, 0) + 1
+
+    def invalid(self, deployment: str, fields: list[str]) -> None:
+        for name in fields:
+            key = (("deployment", deployment), ("field", name))
+            self.invalid_fields[key] = self.invalid_fields.get(key, 0) + 1
+
+    def text(self) -> str:
+        lines: list[str] = []
+        _counter(lines, "loopml_requests_total", "Predictions answered.", self.requests)
+        _counter(
+            lines, "loopml_request_errors_total", "Requests answered with an error.", self.errors
+        )
+        _counter(
+            lines,
+            "loopml_invalid_fields_total",
+            "Input validation failures, per field.",
+            self.invalid_fields,
+        )
+        _histograms(lines, "loopml_predict_seconds", "Model call latency per route.", self.latency)
+        _histograms(
+            lines,
+            "loopml_prediction_confidence",
+            "Top-class probability of classifier answers, per version.",
+            self.confidence,
+        )
+        lines += [
+            "# HELP loopml_shadow_dropped_total Shadow calls dropped: the shadow queue was full.",
+            "# TYPE loopml_shadow_dropped_total counter",
+            f"loopml_shadow_dropped_total {self.shadow_dropped}",
+        ]
+        for name, read in sorted(self.gauges.items()):
+            lines += [f"# TYPE {name} gauge", f"{name} {float(read())}"]
+        return "\n".join(lines) + "\n"
+
+
+def _labels(labels: Labels, extra: str = "") -> str:
+    parts = [f'{k}="{_escape(v)}"' for k, v in labels]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _counter(lines: list[str], name: str, help_text: str, values: dict[Labels, int]) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+    lines += [f"{name}{_labels(k)} {v}" for k, v in sorted(values.items())]
+
+
+def _histograms(
+    lines: list[str], name: str, help_text: str, values: dict[Labels, Histogram]
+) -> None:
+    lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for labels, h in sorted(values.items()):
+        running = 0
+        for bound, count in zip((*h.bounds, float("inf")), h.counts, strict=True):
+            running += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            bucket = _labels(labels, 'le="' + le + '"')
+            lines.append(f"{name}_bucket{bucket} {running}")
+        lines.append(f"{name}_sum{_labels(labels)} {h.total}")
+        lines.append(f"{name}_count{_labels(labels)} {h.n}")

@@ -1,0 +1,129 @@
+"""What the server serves: loaded model versions per deployment, swapped atomically.
+
+:class:`RouteTable` holds an immutable mapping of deployment name to :class:`Endpoint`
+(its live routes with the loaded models). :meth:`RouteTable.refresh` builds the next
+mapping off to the side (loading and warming any new version first) and replaces the
+reference in one assignment, so a request sees either the old table or the new one, never
+a half-built one, and no request waits for a model to load. A watcher thread refreshes
+when the workspace's audit head moves (every deployment and registry change writes an
+audit event), so ``loopml deploy ...`` in another process reaches a running server within
+one poll interval, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from loopml.domain.deployments import Target
+from loopml.domain.registry import ModelVersion, Signature
+from loopml.services.deployments import DeploymentService, LiveRoutes
+
+log = logging.getLogger("loopml.server")
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """One loaded model version."""
+
+    target: Target
+    version: ModelVersion
+    model: Any
+    columns: tuple[str, ...]  # input column order (the signature's), () if unknown
+
+    @property
+    def signature(self) -> Signature | None:
+        return self.version.signature
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    routes: LiveRoutes
+    production: Served | None
+    canary: Served | None
+    shadow: Served | None
+
+
+class RouteTable:
+    def __init__(
+        self,
+        deployments: DeploymentService,
+        load: Callable[[ModelVersion], Any],
+        warm: Callable[[Served], None] | None = None,
+    ) -> None:
+        self.deployments = deployments
+        self.load = load
+        self.warm = warm
+        self.endpoints: Mapping[str, Endpoint] = MappingProxyType({})
+        self.ready = False
+        self.generation = 0
+        self._loaded: dict[Target, Served] = {}
+        self._lock = threading.Lock()  # one refresh at a time
+        self._seen_head: object = object()
+
+    def refresh(self) -> None:
+        """Build the next table and swap it in; failures to load one version leave that
+        route as it was (logged), never the whole table."""
+        with self._lock:
+            registry = self.deployments.registry
+            table: dict[str, Endpoint] = {}
+            keep: dict[Target, Served] = {}
+            for deployment in self.deployments.list_all():
+                routes = self.deployments.live(deployment)
+                served: dict[str, Served | None] = {}
+                for route in ("production", "canary", "shadow"):
+                    target = getattr(routes, route)
+                    if target is None:
+                        served[route] = None
+                        continue
+                    found = self._loaded.get(target) or keep.get(target)
+                    if found is None:
+                        try:
+                            mv = registry.store.get_version(target.model, target.version)
+                            found = Served(target, mv, self.load(mv), _columns(mv))
+                            if self.warm is not None:
+                                self.warm(found)
+                        except Exception:  # a bad version must not stop the rest
+                            log.exception("could not load %s for %s", target.uri, deployment.name)
+                            old = self.endpoints.get(deployment.name)
+                            found = None if old is None else getattr(old, route)
+                    if found is not None:
+                        keep[target] = found
+                    served[route] = found
+                table[deployment.name] = Endpoint(routes, **served)
+            self._loaded = keep  # versions no route uses are dropped (drained by GC)
+            self.endpoints = MappingProxyType(table)
+            self.generation += 1
+            self.ready = True
+
+    def refresh_if_changed(self, head: object) -> bool:
+        if head == self._seen_head:
+            return False
+        self.refresh()
+        self._seen_head = head
+        return True
+
+    def watch(self, head: Callable[[], object], interval_s: float) -> threading.Event:
+        """Refresh whenever ``head()`` changes, checking every ``interval_s`` seconds, on
+        a daemon thread; set the returned event to stop."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(interval_s):
+                try:
+                    self.refresh_if_changed(head())
+                except Exception:  # keep serving the last good table
+                    log.exception("refreshing the deployments failed; serving the last table")
+
+        threading.Thread(target=loop, name="loopml-routes", daemon=True).start()
+        return stop
+
+
+def _columns(mv: ModelVersion) -> tuple[str, ...]:
+    if mv.signature is None:
+        return ()
+    return tuple(c.name for c in mv.signature.inputs)
