@@ -1,0 +1,206 @@
+"""The inference server over real HTTP: protocols, validation, routing, hot changes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from server_support import Live
+
+ROW = {"temp": 0.5, "hour": 8}
+
+
+def test_rows_and_columns_answer_with_the_version_and_request_id(live: Live) -> None:
+    status, body, headers = live.predict("demand", [ROW], headers={"x-request-id": "req-1"})
+    assert status == 200 and headers["x-request-id"] == "req-1" == body["request_id"]
+    assert (body["model"], body["version"], body["route"]) == ("demand", 1, "production")
+    assert body["predictions"] == pytest.approx([100 * 0.5 + 2 * 8])
+    status, body, _ = live.request(
+        "POST", "/deployments/demand/predict", {"columns": {"temp": [0.1, 0.2], "hour": [1, 2]}}
+    )
+    assert status == 200 and body["predictions"] == pytest.approx([12.0, 24.0])
+
+
+def test_a_classifier_answers_with_its_confidence(live: Live) -> None:
+    status, body, _ = live.predict("hot", [{"temp": 0.9, "hour": 3}, {"temp": 0.1, "hour": 3}])
+    assert status == 200 and body["predictions"] == [1, 0]
+    assert all(0.5 <= c <= 1.0 for c in body["confidence"])
+
+
+def test_open_inference_protocol_v2(live: Live) -> None:
+    request = {
+        "id": "oip-7",
+        "inputs": [
+            {"name": "temp", "shape": [2], "datatype": "FP64", "data": [0.5, 0.25]},
+            {"name": "hour", "shape": [2], "datatype": "INT64", "data": [8, 4]},
+        ],
+    }
+    status, body, _ = live.request("POST", "/v2/models/demand/infer", request)
+    assert status == 200 and body["id"] == "oip-7" and body["model_version"] == "1"
+    [output] = body["outputs"]
+    assert output["name"] == "predict" and output["shape"] == [2]
+    assert output["data"] == pytest.approx([66.0, 33.0])
+    status, meta, _ = live.request("GET", "/v2/models/demand")
+    assert status == 200 and [i["name"] for i in meta["inputs"]] == ["temp", "hour"]
+    assert live.request("GET", "/v2/models/demand/ready")[0] == 200
+    assert live.request("GET", "/v2/health/ready")[1] == {"ready": True}
+    assert live.request("GET", "/health/live")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"raw": b"{not json"}, 400, "not valid JSON"),
+        ({"raw": b'{"rows": [{"temp": NaN, "hour": 1}]}'}, 400, "NaN is not valid JSON"),
+        ({"raw": b'{"rows": [{"temp": Infinity, "hour": 1}]}'}, 400, "Infinity is not valid"),
+        ({"raw": b'{"rows": []}'}, 422, "a non-empty list of row objects"),
+        ({"raw": b"[1, 2]"}, 400, "must be a JSON object"),
+        ({"raw": b'{"data": 1}'}, 400, "needs 'rows'"),
+        ({"raw": b"x" * 70_000}, 413, "the limit is 65536"),
+        ({"raw": b"{}", "headers": {"content-type": "text/plain"}}, 415, "application/json"),
+    ],
+)
+def test_malformed_requests_get_a_precise_4xx(
+    live: Live, kwargs: dict[str, Any], status: int, message: str
+) -> None:
+    got, body, _ = live.request("POST", "/deployments/demand/predict", **kwargs)
+    assert got == status and message in body["error"], body
+    assert body["request_id"]
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "expected", "received"),
+    [
+        ({"temp": 0.5}, "hour", "a column of integer", "nothing"),
+        (
+            {"temp": 0.5, "hour": 8, "wind": 3},
+            "wind",
+            "one of the model's inputs",
+            "an extra column",
+        ),
+        ({"temp": "warm", "hour": 8}, "temp", "double", "string 'warm'"),
+        ({"temp": None, "hour": 8}, "temp", "double (not null)", "null"),
+        ({"temp": 0.5, "hour": 8.5}, "hour", "integer", "number 8.5"),
+        ({"temp": 0.5, "hour": True}, "hour", "integer", "boolean True"),
+    ],
+)
+def test_input_that_breaks_the_signature_names_the_field(
+    live: Live, row: dict[str, Any], field: str, expected: str, received: str
+) -> None:
+    status, body, _ = live.predict("demand", [row])
+    assert status == 422
+    problem = next(p for p in body["problems"] if p["field"] == field)
+    assert expected in problem["expected"] and problem["received"] == received
+
+
+def test_unknown_deployments_paths_and_methods(live: Live) -> None:
+    status, body, _ = live.predict("nope", [ROW])
+    assert status == 404 and "no deployment 'nope'; deployments: demand, hot" in body["error"]
+    assert live.request("GET", "/nowhere")[0] == 404
+    assert live.request("DELETE", "/deployments/demand/predict")[0] == 405
+    assert live.request("POST", "/health/live", {})[0] == 405
+
+
+def test_metrics_count_answers_and_invalid_fields(live: Live) -> None:
+    live.predict("demand", [ROW])
+    live.predict("demand", [{"temp": "x", "hour": 1}])
+    status, body, headers = live.request("GET", "/metrics")
+    text = body["text"]
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert (
+        'loopml_requests_total{deployment="demand",model="demand",version="1",route="production"} 1'
+        in text
+    )
+    assert 'loopml_invalid_fields_total{deployment="demand",field="temp"} 1' in text
+    assert 'loopml_request_errors_total{deployment="demand",status="422"} 1' in text
+
+
+def test_the_canary_is_sticky_per_key_and_takes_about_its_share(live: Live) -> None:
+    live.client.app.deployments.canary("demand", "models:/demand/2", 30, "tester")
+    live.wait_for(lambda: live.running.server.routes.endpoints["demand"].canary is not None)
+    keyed = {
+        live.predict("demand", [ROW], headers={"x-loopml-key": "user-42"})[1]["version"]
+        for _ in range(10)
+    }
+    assert len(keyed) == 1  # one key, one route, every time
+    versions = [live.predict("demand", [ROW])[1]["version"] for _ in range(200)]
+    share = versions.count(2) / len(versions)
+    assert 0.18 < share < 0.42  # 30%, binomial n=200: +-4 standard deviations
+
+
+def test_shadow_answers_are_never_returned(live: Live) -> None:
+    live.client.app.deployments.shadow("demand", "models:/demand/3", "tester")
+    live.wait_for(lambda: live.running.server.routes.endpoints["demand"].shadow is not None)
+    answers = [live.predict("demand", [ROW])[1] for _ in range(20)]
+    assert {a["version"] for a in answers} == {1} and {a["route"] for a in answers} == {
+        "production"
+    }
+    live.wait_for(
+        lambda: 'version="3",route="shadow"' in live.request("GET", "/metrics")[1]["text"]
+    )
+
+
+def test_archiving_a_version_takes_it_out_of_its_routes(live: Live) -> None:
+    deployments = live.client.app.deployments
+    deployments.canary("demand", "models:/demand/2", 50, "tester")
+    deployments.promote("demand", "tester")  # v2 production, v1 previous (demoted to staging)
+    live.wait_for(lambda: live.predict("demand", [ROW])[1]["version"] == 2)
+    live.client.archive("demand", 2)
+    live.wait_for(lambda: live.predict("demand", [ROW])[1]["version"] == 1)
+    _, body, _ = live.request("GET", "/deployments")
+    assert (
+        "production models:/demand/2 is archived and serves nothing"
+        in body["deployments"][0]["notes"]
+    )
+
+
+def test_hot_swaps_under_load_fail_no_request(live: Live) -> None:
+    """Canary changes, promotions and rollbacks while a client sends requests: every
+    request is answered 200 by a version of the model (bounded: 20 changes, 2 threads)."""
+    deployments = live.client.app.deployments
+    failures: list[Any] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, body, _ = live.predict("demand", [ROW])
+            if status != 200:
+                failures.append(body)
+            else:
+                versions.add(body["version"])
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(20):
+            step = i % 4
+            if step == 0:
+                deployments.canary("demand", "models:/demand/2", 10 + i, "tester")
+            elif step == 1:
+                deployments.share("demand", 50, "tester")
+            elif step == 2:
+                deployments.promote("demand", "tester", force_reason=None)
+            else:
+                deployments.rollback("demand", "tester", "drill")
+            generation = live.running.server.routes.generation
+            live.wait_for(lambda g=generation: live.running.server.routes.generation > g)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert failures == [] and versions <= {1, 2} and versions
+
+
+def test_the_openapi_document_lists_the_endpoints(live: Live) -> None:
+    status, body, _ = live.request("GET", "/openapi.json")
+    assert status == 200 and "/deployments/{name}/predict" in body["paths"]
+    assert "/v2/models/{name}/infer" in body["paths"]
+    status, page, _ = live.request("GET", "/docs")
+    assert status == 200 and "loopml inference server" in page["text"]
+    json.dumps(body)  # a plain JSON document
