@@ -33,6 +33,7 @@ from typing import Any
 from loopml.domain.deployments import canary_takes
 from loopml.domain.predictions import PredictionRecord, Route
 from loopml.domain.signature_check import FieldProblem, check_columns, columns_from_rows
+from loopml.server.batching import Batcher
 from loopml.server.metrics import ServerMetrics
 from loopml.server.openapi import OPENAPI, docs_page
 from loopml.server.predict import Prediction, predict
@@ -92,12 +93,16 @@ class InferenceServer:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         shadow: Callable[[Callable[[], None]], bool] | None = None,
+        max_batch_rows: int = 256,
+        max_wait_s: float = 0.0,
     ) -> None:
         self.routes = routes
         self.sink = sink if sink is not None else Sink()
         self.max_body_bytes = max_body_bytes
         self.shadow = shadow  # runs a shadow call off the request path; False if refused
         self.metrics = ServerMetrics()
+        self.batcher = Batcher(predict, max_batch_rows=max_batch_rows, max_wait_s=max_wait_s)
+        self.metrics.batch_sizes = self.batcher.batch_sizes
 
     # ASGI --------------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,10 +158,10 @@ class InferenceServer:
         if method == "POST":
             if len(parts) == 3 and parts[0] == "deployments" and parts[2] == "predict":
                 body = await self._json_body(scope, receive)
-                return 200, self._predict_plain(parts[1], body, request_id, scope), _JSON
+                return 200, await self._predict_plain(parts[1], body, request_id, scope), _JSON
             if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
                 body = await self._json_body(scope, receive)
-                return 200, self._predict_v2(parts[2], body, request_id, scope), _JSON
+                return 200, await self._predict_v2(parts[2], body, request_id, scope), _JSON
             raise HttpError(404 if not self._is_get_path(parts) else 405, f"no POST {path}")
         if method in ("GET", "HEAD"):
             return self._get(parts, path)
@@ -216,7 +221,7 @@ class InferenceServer:
             )
         return endpoint.production, Route.PRODUCTION
 
-    def _answer(
+    async def _answer(
         self, name: str, columns: dict[str, list[Any]], key: str | None, request_id: str
     ) -> tuple[Served, Route, Prediction, float]:
         endpoint = self._endpoint(name)
@@ -224,15 +229,14 @@ class InferenceServer:
         problems = check_columns(columns, served.signature)
         if problems:
             raise _invalid(problems)
-        started = time.perf_counter()
+        rows = len(next(iter(columns.values())))
         try:
-            result = predict(served, columns)
+            result, latency_ms = await self.batcher.predict(served, columns, rows)
         except (ValueError, TypeError, KeyError) as exc:  # the model refused this input
             raise HttpError(
                 422,
                 f"{served.target.uri} could not predict on this input: {type(exc).__name__}: {exc}",
             ) from exc
-        latency_ms = (time.perf_counter() - started) * 1000
         self._record(name, served, route, columns, result, latency_ms, request_id)
         if endpoint.shadow is not None and self.shadow is not None:
             shadow = endpoint.shadow
@@ -280,7 +284,9 @@ class InferenceServer:
         )
         self.sink.submit(record)  # a refused record is counted by the sink itself
 
-    def _predict_plain(self, name: str, body: Any, request_id: str, scope: Scope) -> dict[str, Any]:
+    async def _predict_plain(
+        self, name: str, body: Any, request_id: str, scope: Scope
+    ) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise HttpError(400, "the body must be a JSON object with 'rows' or 'columns'")
         if "columns" in body:
@@ -300,7 +306,7 @@ class InferenceServer:
                 received=sorted(body)[:10],
             )
         key = body.get("key") or _header(scope, b"x-loopml-key")
-        served, route, result, _ = self._answer(name, columns, _text(key), request_id)
+        served, route, result, _ = await self._answer(name, columns, _text(key), request_id)
         out = {
             "request_id": request_id,
             "deployment": name,
@@ -313,10 +319,12 @@ class InferenceServer:
             out["confidence"] = result.confidence
         return out
 
-    def _predict_v2(self, name: str, body: Any, request_id: str, scope: Scope) -> dict[str, Any]:
+    async def _predict_v2(
+        self, name: str, body: Any, request_id: str, scope: Scope
+    ) -> dict[str, Any]:
         columns = _v2_columns(body)
         key = _header(scope, b"x-loopml-key")
-        served, route, result, _ = self._answer(name, columns, key, request_id)
+        served, route, result, _ = await self._answer(name, columns, key, request_id)
         outputs = [
             {
                 "name": "predict",

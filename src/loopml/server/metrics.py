@@ -40,6 +40,7 @@ class ServerMetrics:
     confidence: dict[Labels, Histogram] = field(default_factory=dict)
     invalid_fields: dict[Labels, int] = field(default_factory=dict)
     shadow_dropped: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)  # requests per call -> calls
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
 
     def answered(self, labels: Labels, seconds: float, confidence: list[float] | None) -> None:
@@ -88,6 +89,14 @@ class ServerMetrics:
             "# HELP loopml_shadow_dropped_total Shadow calls dropped: the shadow queue was full.",
             "# TYPE loopml_shadow_dropped_total counter",
             f"loopml_shadow_dropped_total {self.shadow_dropped}",
+        ]
+        lines += [
+            "# HELP loopml_model_calls_total Model calls, by how many requests they answered.",
+            "# TYPE loopml_model_calls_total counter",
+        ]
+        lines += [
+            f'loopml_model_calls_total{{requests="{n}"}} {calls}'
+            for n, calls in sorted(self.batch_sizes.items())
         ]
         for name, read in sorted(self.gauges.items()):
             lines += [f"# TYPE {name} gauge", f"{name} {float(read())}"]
