@@ -139,9 +139,17 @@ def test_shadow_answers_are_never_returned(live: Live) -> None:
     assert {a["version"] for a in answers} == {1} and {a["route"] for a in answers} == {
         "production"
     }
-    live.wait_for(
-        lambda: 'version="3",route="shadow"' in live.request("GET", "/metrics")[1]["text"]
-    )
+    compared = 'deployment="demand",answered_by="models:/demand/1",shadow="models:/demand/3"'
+
+    def counted(metric: str) -> float:
+        for line in live.request("GET", "/metrics")[1]["text"].splitlines():
+            if line.startswith(f"{metric}{{{compared}}}"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    live.wait_for(lambda: counted("loopml_shadow_compared_rows_total") == 20)
+    assert counted("loopml_shadow_differing_rows_total") == 20  # v3 predicts 1.2 x v1
+    assert counted("loopml_shadow_abs_difference_total") == pytest.approx(20 * 0.2 * 66.0)
 
 
 def test_archiving_a_version_takes_it_out_of_its_routes(live: Live) -> None:

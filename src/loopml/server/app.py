@@ -240,18 +240,27 @@ class InferenceServer:
         self._record(name, served, route, columns, result, latency_ms, request_id)
         if endpoint.shadow is not None and self.shadow is not None:
             shadow = endpoint.shadow
-            accepted = self.shadow(lambda: self._shadow_call(name, shadow, columns, request_id))
+            accepted = self.shadow(
+                lambda: self._shadow_call(name, shadow, columns, request_id, served, result)
+            )
             if not accepted:
                 self.metrics.shadow_dropped += 1
         return served, route, result, latency_ms
 
     def _shadow_call(
-        self, name: str, served: Served, columns: dict[str, list[Any]], request_id: str
+        self,
+        name: str,
+        served: Served,
+        columns: dict[str, list[Any]],
+        request_id: str,
+        answered_by: Served,
+        answer: Prediction,
     ) -> None:
         started = time.perf_counter()
         result = predict(served, columns)
         latency = (time.perf_counter() - started) * 1000
         self._record(name, served, Route.SHADOW, columns, result, latency, request_id)
+        self.metrics.compared(name, answered_by.target, served.target, answer.values, result.values)
 
     def _record(
         self,

@@ -10,6 +10,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.domain.deployments import Target
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -40,6 +43,8 @@ class ServerMetrics:
     confidence: dict[Labels, Histogram] = field(default_factory=dict)
     invalid_fields: dict[Labels, int] = field(default_factory=dict)
     shadow_dropped: int = 0
+    # (deployment, answered by, shadow) -> [rows compared, rows that differ, sum |diff|]
+    disagreement: dict[Labels, list[float]] = field(default_factory=dict)
     batch_sizes: dict[int, int] = field(default_factory=dict)  # requests per call -> calls
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
 
@@ -56,6 +61,23 @@ class ServerMetrics:
                 conf = self.confidence[per_version] = Histogram(CONFIDENCE_BUCKETS)
             for c in confidence:
                 conf.observe(c)
+
+    def compared(
+        self, deployment: str, answered: Target, shadow: Target, a: list[Any], b: list[Any]
+    ) -> None:
+        """How the shadow's answers differ from the ones returned for the same rows."""
+        key = (
+            ("deployment", deployment),
+            ("answered_by", answered.uri),
+            ("shadow", shadow.uri),
+        )
+        entry = self.disagreement.setdefault(key, [0.0, 0.0, 0.0])
+        for x, y in zip(a, b, strict=False):
+            entry[0] += 1
+            if x != y:
+                entry[1] += 1
+            if isinstance(x, int | float) and isinstance(y, int | float):
+                entry[2] += abs(float(x) - float(y))
 
     def failed(self, deployment: str, status: int) -> None:
         key = (("deployment", deployment), ("status", str(status)))
@@ -90,6 +112,15 @@ class ServerMetrics:
             "# TYPE loopml_shadow_dropped_total counter",
             f"loopml_shadow_dropped_total {self.shadow_dropped}",
         ]
+        for metric, index, help_text in (
+            ("loopml_shadow_compared_rows_total", 0, "Rows answered by both shadow and route."),
+            ("loopml_shadow_differing_rows_total", 1, "Rows where the shadow answered otherwise."),
+            ("loopml_shadow_abs_difference_total", 2, "Sum of |shadow - answer| (numbers)."),
+        ):
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+            lines += [
+                f"{metric}{_labels(k)} {v[index]:g}" for k, v in sorted(self.disagreement.items())
+            ]
         lines += [
             "# HELP loopml_model_calls_total Model calls, by how many requests they answered.",
             "# TYPE loopml_model_calls_total counter",
