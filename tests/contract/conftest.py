@@ -1,8 +1,8 @@
 """Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
 
 Every test that asks for ``tracking``, ``registry``, ``audit``, ``datasets``, ``approvals``,
-``evaluations`` or ``steps`` runs once per backend, with the stores sharing one fresh,
-empty database:
+``evaluations``, ``steps`` or ``deployments`` runs once per backend, with the stores sharing
+one fresh, empty database:
 
 * ``memory``: a new :class:`MemoryDatabase`;
 * ``sqlite``: a copy of a template file migrated once per session (migrating per test
@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
+from loopml.adapters.memory.deployments import MemoryDeploymentStore
 from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
@@ -39,6 +40,7 @@ from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
+from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.evaluations import SqlEvaluationStore
 from loopml.adapters.sql.registry import SqlRegistryStore
 from loopml.adapters.sql.schema import metadata
@@ -53,6 +55,7 @@ if TYPE_CHECKING:
         ApprovalStore,
         AuditLog,
         DatasetStore,
+        DeploymentStore,
         EvaluationStore,
         RegistryStore,
         StepCache,
@@ -89,6 +92,7 @@ class Stores:
     approvals: ApprovalStore
     evaluations: EvaluationStore
     steps: StepCache
+    deployments: DeploymentStore
 
 
 @pytest.fixture
@@ -159,6 +163,7 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             MemoryApprovalStore(mem),
             MemoryEvaluationStore(mem),
             MemoryStepCache(mem),
+            MemoryDeploymentStore(mem),
         )
         return
     if backend == "sqlite":
@@ -178,6 +183,7 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             SqlApprovalStore(db),
             SqlEvaluationStore(db),
             SqlStepCache(db),
+            SqlDeploymentStore(db),
         )
     finally:
         if backend == "sqlite":
@@ -222,3 +228,8 @@ def evaluations(stores: Stores) -> EvaluationStore:
 @pytest.fixture
 def steps(stores: Stores) -> StepCache:
     return stores.steps
+
+
+@pytest.fixture
+def deployments(stores: Stores) -> DeploymentStore:
+    return stores.deployments

@@ -159,6 +159,7 @@ class Deployment:
             previous=self.production,
             canary=None,
             canary_share=0.0,
+            shadow=self._shadow_beside(self.canary),
         )
 
     def rolled_back(self, now_ms: int) -> Deployment:
@@ -175,11 +176,17 @@ class Deployment:
             previous=self.production,
             canary=None,
             canary_share=0.0,
+            shadow=self._shadow_beside(self.previous),
         )
 
     def retired_at(self, now_ms: int) -> Deployment:
         self._check_live()
         return self._next(now_ms, retired=True, canary=None, canary_share=0.0, shadow=None)
+
+    def _shadow_beside(self, production: Target) -> Target | None:
+        # a version that now answers production must not also shadow itself (the state
+        # `with_shadow` refuses): it would get every request twice
+        return None if self.shadow == production else self.shadow
 
     def _check_live(self) -> None:
         if self.retired:

@@ -142,7 +142,11 @@ class DeploymentService:
                 demote_existing=True,
                 force_reason=force_reason,
             )
-        return self._change(name, Action.PROMOTE, actor, reason, lambda d, now: d.promoted(now))
+        # compare-and-set on the state read above, not a fresh read: if someone changed the
+        # canary meanwhile, the route must not promote a version the gates never judged
+        return self._change(
+            name, Action.PROMOTE, actor, reason, lambda d, now: d.promoted(now), before=current
+        )
 
     def rollback(self, name: str, actor: str, reason: str | None = None) -> Deployment:
         """Serve the previous production version again, at once and without gates."""
@@ -158,8 +162,10 @@ class DeploymentService:
         actor: str,
         reason: str | None,
         apply: Callable[[Deployment, int], Deployment],
+        before: Deployment | None = None,
     ) -> Deployment:
-        before = self.store.get_deployment(name)
+        if before is None:
+            before = self.store.get_deployment(name)
         now = self.clock.now_ms()
         after: Deployment = apply(before, now)
         entry = Revision(name, after.revision, now, actor, action, after, reason)

@@ -21,7 +21,8 @@ class MemoryDeploymentStore:
             if entry.deployment in self.db.deployments:
                 raise AlreadyExists(
                     f"deployment {entry.deployment!r} already exists; change it with "
-                    "`loopml deploy canary/promote/rollback`, or retire it first"
+                    "`loopml deploy canary/promote/rollback`, or pick another name (a retired "
+                    "deployment keeps its name and history)"
                 )
             self.db.deployments[entry.deployment] = [entry]
             self.db.append_event(audit, entry.time_ms)

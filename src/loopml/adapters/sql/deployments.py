@@ -39,7 +39,8 @@ class SqlDeploymentStore:
         except SqlIntegrityError as exc:
             raise AlreadyExists(
                 f"deployment {state.name!r} already exists; change it with `loopml deploy "
-                f"canary/promote/rollback`, or retire it first"
+                "canary/promote/rollback`, or pick another name (a retired deployment keeps "
+                "its name and history)"
             ) from exc
 
     def update_deployment(self, entry: Revision, audit: AuditRecord) -> None:
