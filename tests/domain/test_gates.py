@@ -229,7 +229,7 @@ def test_worse_margins_never_demand_improvement_and_better_margins_always_do(
     else:
         assert up <= champion and down >= champion
     # higher-is-better and lower-is-better are mirror images
-    assert up - champion == pytest.approx(champion - down, abs=1e-9)
+    assert up - champion == pytest.approx(champion - down, rel=1e-12, abs=1e-9)
 
 
 # --- stage policies ------------------------------------------------------------------------
