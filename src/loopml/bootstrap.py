@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -55,6 +56,8 @@ from loopml.ports import (
     DeploymentStore,
     EvaluationStore,
     FileIndex,
+    PredictionReader,
+    PredictionSink,
     RegistryStore,
     StepCache,
     TrackingStore,
@@ -68,6 +71,7 @@ from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 
 if TYPE_CHECKING:
+    from loopml.services.batch_scoring import BatchScoringService
     from loopml.services.datasets import DatasetService
     from loopml.services.model_cards import ModelCardService
     from loopml.services.model_evaluation import EvaluationService
@@ -137,6 +141,12 @@ class Loopml:
         return LineageService(self.registry, self.tracking, self.datasets)
 
     @cached_property
+    def batch_scoring(self) -> BatchScoringService:
+        from loopml.services.batch_scoring import BatchScoringService  # lazy: Arrow, numpy
+
+        return BatchScoringService(self.registry, self.tracking, self.datasets)
+
+    @cached_property
     def evaluations(self) -> EvaluationService:
         from loopml.adapters.evaluation_html import evaluation_html  # lazy: numpy, Arrow
         from loopml.services.model_evaluation import EvaluationService
@@ -172,7 +182,31 @@ class Loopml:
             self.clock,
         )
 
+    # The prediction log loads Arrow and its writer runs a thread: both made on first use.
+    # The memory app has no workspace folder, so its log lives in a temporary folder.
+    @cached_property
+    def predictions_dir(self) -> Path:
+        if self.settings is None:
+            return Path(tempfile.mkdtemp(prefix="loopml-predictions-"))
+        return self.settings.root / STATE_DIR / "predictions"
+
+    @cached_property
+    def prediction_sink(self) -> PredictionSink:
+        from loopml.adapters.prediction_log import ParquetPredictionSink  # lazy: Arrow
+
+        return ParquetPredictionSink(self.predictions_dir)
+
+    @cached_property
+    def predictions(self) -> PredictionReader:
+        from loopml.adapters.prediction_reader import ParquetPredictionReader  # lazy: Arrow
+
+        return ParquetPredictionReader(self.predictions_dir)
+
     def close(self) -> None:
+        if "prediction_sink" in self.__dict__:
+            self.prediction_sink.close()
+        if self.settings is None and "predictions_dir" in self.__dict__:
+            shutil.rmtree(self.predictions_dir, ignore_errors=True)
         if self.database is not None:
             self.database.dispose()
 

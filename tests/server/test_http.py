@@ -212,3 +212,25 @@ def test_the_openapi_document_lists_the_endpoints(live: Live) -> None:
     status, page, _ = live.request("GET", "/docs")
     assert status == 200 and "loopml inference server" in page["text"]
     json.dumps(body)  # a plain JSON document
+
+
+def test_every_answer_is_logged_and_feedback_joins_it(live: Live) -> None:
+    sent = [live.predict("demand", [ROW], headers={"x-request-id": f"r{i}"}) for i in range(5)]
+    assert all(status == 200 for status, _, _ in sent)
+    app = live.client.app
+    assert app.prediction_sink.flush()
+    records = app.predictions.tail("demand", 10)
+    assert [r.request_id for r in records] == [f"r{i}" for i in range(5)]
+    assert records[0].version == 1 and records[0].inputs["temp"] == [0.5]
+    assert records[0].outputs["prediction"] == pytest.approx([66.0])
+    status, body, _ = live.request(
+        "POST", "/feedback", [{"request_id": "r1", "label": 70.0}, {"request_id": "r3", "label": 1}]
+    )
+    assert status == 200 and body == {"accepted": 2}
+    joined = app.predictions.joined("demand").to_pylist()
+    labels = {row["request_id"]: row.get("label") for row in joined}
+    assert labels["r1"] == 70.0 and labels["r0"] is None
+    status, body, _ = live.request("POST", "/feedback", {"label": 1})
+    assert status == 422 and "request_id and label" in body["error"]
+    text = live.request("GET", "/metrics")[1]["text"]
+    assert "loopml_prediction_log_dropped_total 0.0" in text

@@ -18,6 +18,7 @@ from loopml.cli import (
     lineage,
     models,
     pipelines,
+    predict,
     predictions,
     runs,
     serve,
@@ -69,6 +70,7 @@ serve.register(app)
 gc.register(app)
 sweep.register(app)
 predictions.register(app)
+predict.register(app)
 
 
 def main() -> None:

@@ -31,8 +31,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from loopml.domain.deployments import canary_takes
-from loopml.domain.predictions import PredictionRecord, Route
+from loopml.domain.predictions import Feedback, PredictionRecord, Route
 from loopml.domain.signature_check import FieldProblem, check_columns, columns_from_rows
+from loopml.ports import PredictionSink
 from loopml.server.batching import Batcher
 from loopml.server.metrics import ServerMetrics
 from loopml.server.openapi import OPENAPI, docs_page
@@ -78,8 +79,10 @@ class HttpError(Exception):
         self.body = {"error": message, **extra}
 
 
-class Sink:
-    """Where answered predictions go (the prediction log); the default drops them."""
+class NoLog:
+    """A sink that keeps nothing: for a server built without a prediction log."""
+
+    dropped = queue_depth = write_errors = 0
 
     def submit(self, record: PredictionRecord) -> bool:
         return True
@@ -89,15 +92,17 @@ class InferenceServer:
     def __init__(
         self,
         routes: RouteTable,
-        sink: Sink | Any | None = None,
+        sink: PredictionSink | NoLog | None = None,
         *,
+        feedback: Callable[[list[Feedback]], int] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY,
         shadow: Callable[[Callable[[], None]], bool] | None = None,
         max_batch_rows: int = 256,
         max_wait_s: float = 0.0,
     ) -> None:
         self.routes = routes
-        self.sink = sink if sink is not None else Sink()
+        self.sink = sink if sink is not None else NoLog()
+        self.feedback = feedback
         self.max_body_bytes = max_body_bytes
         self.shadow = shadow  # runs a shadow call off the request path; False if refused
         self.metrics = ServerMetrics()
@@ -159,6 +164,9 @@ class InferenceServer:
             if len(parts) == 3 and parts[0] == "deployments" and parts[2] == "predict":
                 body = await self._json_body(scope, receive)
                 return 200, await self._predict_plain(parts[1], body, request_id, scope), _JSON
+            if parts == ["feedback"]:
+                body = await self._json_body(scope, receive)
+                return 200, self._add_feedback(body), _JSON
             if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
                 body = await self._json_body(scope, receive)
                 return 200, await self._predict_v2(parts[2], body, request_id, scope), _JSON
@@ -292,6 +300,25 @@ class InferenceServer:
             latency_ms=latency_ms,
         )
         self.sink.submit(record)  # a refused record is counted by the sink itself
+
+    def _add_feedback(self, body: Any) -> dict[str, Any]:
+        """``{"request_id": ..., "label": ...}`` or a list of them: the true outcomes."""
+        if self.feedback is None:
+            raise HttpError(404, "this server keeps no prediction log, so it takes no feedback")
+        items = body if isinstance(body, list) else [body]
+        now = int(time.time() * 1000)
+        feedback = []
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "request_id" not in item or "label" not in item:
+                raise HttpError(
+                    422,
+                    f"feedback item {i} must be an object with request_id and label",
+                    received=item if not isinstance(item, dict) else sorted(item),
+                )
+            if not isinstance(item["request_id"], str) or not item["request_id"]:
+                raise HttpError(422, f"feedback item {i}: request_id must be the id text")
+            feedback.append(Feedback(item["request_id"], now, item["label"]))
+        return {"accepted": self.feedback(feedback)}
 
     async def _predict_plain(
         self, name: str, body: Any, request_id: str, scope: Scope

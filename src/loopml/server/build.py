@@ -62,8 +62,10 @@ def create_server(
     poll_s: float = DEFAULT_POLL_S,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     trusted: bool = False,
+    log_predictions: bool = True,
 ) -> Running:
-    """A server for every deployment of ``app``, loaded and watching for changes."""
+    """A server for every deployment of ``app``, loaded and watching for changes, logging
+    every answer to the workspace's prediction log (docs/serving.md)."""
 
     def load(mv: ModelVersion) -> object:
         return app.registry.load(mv.uri, trusted=trusted)
@@ -71,8 +73,20 @@ def create_server(
     routes = RouteTable(app.deployments, load, warm)
     routes.refresh_if_changed(app.audit.head())
     shadow = ShadowWorker()
-    server = InferenceServer(routes, max_body_bytes=max_body_bytes, shadow=shadow.submit)
-    server.metrics.gauges["loopml_shadow_queue_depth"] = lambda: float(shadow.jobs.qsize())
+    sink = app.prediction_sink if log_predictions else None
+    server = InferenceServer(
+        routes,
+        sink,
+        feedback=app.predictions.add_feedback if log_predictions else None,
+        max_body_bytes=max_body_bytes,
+        shadow=shadow.submit,
+    )
+    gauges = server.metrics.gauges
+    gauges["loopml_shadow_queue_depth"] = lambda: float(shadow.jobs.qsize())
+    if sink is not None:
+        gauges["loopml_prediction_log_queue_depth"] = lambda: float(sink.queue_depth)
+        gauges["loopml_prediction_log_dropped_total"] = lambda: float(sink.dropped)
+        gauges["loopml_prediction_log_write_errors_total"] = lambda: float(sink.write_errors)
     stop = routes.watch(app.audit.head, poll_s)
     return Running(server, stop)
 

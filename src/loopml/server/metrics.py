@@ -130,7 +130,8 @@ class ServerMetrics:
             for n, calls in sorted(self.batch_sizes.items())
         ]
         for name, read in sorted(self.gauges.items()):
-            lines += [f"# TYPE {name} gauge", f"{name} {float(read())}"]
+            kind = "counter" if name.endswith("_total") else "gauge"
+            lines += [f"# TYPE {name} {kind}", f"{name} {float(read())}"]
         return "\n".join(lines) + "\n"
 
 
