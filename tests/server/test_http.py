@@ -234,3 +234,21 @@ def test_every_answer_is_logged_and_feedback_joins_it(live: Live) -> None:
     assert status == 422 and "request_id and label" in body["error"]
     text = live.request("GET", "/metrics")[1]["text"]
     assert "loopml_prediction_log_dropped_total 0.0" in text
+
+
+def test_a_model_that_refuses_a_value_is_a_422_not_a_500(live: Live) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"city": ["lisbon", "porto", "lisbon"], "y": [1.0, 2.0, 1.5]})
+    model = make_pipeline(OneHotEncoder(handle_unknown="error"), LinearRegression())
+    model.fit(frame[["city"]], frame["y"])
+    live.client.register_model(model, "cities", sample=frame[["city"]])
+    live.client.app.deployments.create("cities", "models:/cities/1", "tester")
+    live.wait_for(lambda: "cities" in live.running.server.routes.endpoints)
+    assert live.predict("cities", [{"city": "porto"}])[0] == 200
+    status, body, _ = live.predict("cities", [{"city": "faro"}])
+    assert status == 422 and "models:/cities/1 failed on this request" in body["error"]
+    assert "faro" in body["error"]

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from loopml.domain.deployments import canary_takes
+from loopml.domain.errors import InvalidInput
 from loopml.domain.predictions import Feedback, PredictionRecord, Route
 from loopml.domain.signature_check import FieldProblem, check_columns, columns_from_rows
 from loopml.ports import PredictionSink
@@ -240,11 +241,8 @@ class InferenceServer:
         rows = len(next(iter(columns.values())))
         try:
             result, latency_ms = await self.batcher.predict(served, columns, rows)
-        except (ValueError, TypeError, KeyError) as exc:  # the model refused this input
-            raise HttpError(
-                422,
-                f"{served.target.uri} could not predict on this input: {type(exc).__name__}: {exc}",
-            ) from exc
+        except InvalidInput as exc:  # the model refused this input (see Scorer.predict)
+            raise HttpError(422, str(exc)) from exc
         self._record(name, served, route, columns, result, latency_ms, request_id)
         if endpoint.shadow is not None and self.shadow is not None:
             shadow = endpoint.shadow

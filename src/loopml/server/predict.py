@@ -1,8 +1,9 @@
 """Calling a loaded model on request columns: the one place the server touches a model.
 
-Classifiers with ``predict_proba`` are called once, for probabilities, and the predicted
-class is the most probable one: the answer and its confidence (what monitoring and human
-review need) cost one model call, not two.
+The model call itself is :class:`loopml.services.scoring.Scorer`'s, shared with batch
+scoring: classifiers with ``predict_proba`` are called once, for probabilities, and the
+predicted class is the most probable one, so the answer and its confidence (what
+monitoring and human review need) cost one model call, not two.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.server.routing import Served
+from loopml.services.scoring import Scorer
 
 log = logging.getLogger("loopml.server")
 
@@ -33,17 +35,13 @@ class Prediction:
 
 
 def predict(served: Served, columns: Mapping[str, list[Any]]) -> Prediction:
+    """One model call through the same :class:`Scorer` batch scoring uses; a model that
+    refuses the input raises :class:`InvalidInput` (a 422 for the client)."""
     order = served.columns or tuple(columns)
     frame = pd.DataFrame({name: columns[name] for name in order}, columns=list(order))
-    model = served.model
-    classes = getattr(model, "classes_", None)
-    if classes is not None and hasattr(model, "predict_proba"):
-        proba = np.asarray(model.predict_proba(frame))
-        best = proba.argmax(axis=1)
-        return Prediction(
-            np.asarray(classes)[best].tolist(), proba[np.arange(len(best)), best].tolist()
-        )
-    return Prediction(_json_values(np.asarray(model.predict(frame)).ravel()))
+    scorer = Scorer(served.model, served.target.uri, order)
+    values, confidence = scorer.predict(frame, "this request")
+    return Prediction(_json_values(values), None if confidence is None else confidence.tolist())
 
 
 def _json_values(values: np.ndarray) -> list[Any]:

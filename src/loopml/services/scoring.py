@@ -1,0 +1,110 @@
+"""Calling a loaded model on a chunk of rows, the same way whatever runs the chunk.
+
+Batch scoring's engines (this process's threads, or Dask workers) both score through a
+:class:`Scorer`: the model gets the signature's input columns in the signature's order,
+classifiers with ``predict_proba`` are called once, for probabilities (the predicted
+class is the most probable one and ``confidence`` its probability, as the server does),
+and the output columns are typed by :func:`prediction_arrays`, so that two engines given
+the same rows write the same values with the same types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from loopml.domain.errors import InvalidInput
+from loopml.domain.registry import ModelVersion
+
+PREDICTION = "prediction"
+CONFIDENCE = "confidence"  # the top class's probability, classifiers only
+
+
+@dataclass(frozen=True, slots=True)
+class Scorer:
+    """A loaded model, the version it is, and the columns it takes."""
+
+    model: Any
+    uri: str  # models:/NAME/VERSION, for messages
+    columns: tuple[str, ...]  # the signature's inputs, in order; () = every input column
+
+    @classmethod
+    def of(cls, mv: ModelVersion, model: Any) -> Scorer:
+        columns = () if mv.signature is None else tuple(c.name for c in mv.signature.inputs)
+        return cls(model, mv.uri, columns)
+
+    @property
+    def classifier(self) -> bool:
+        return getattr(self.model, "classes_", None) is not None and hasattr(
+            self.model, "predict_proba"
+        )
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The columns scoring appends."""
+        return (PREDICTION, CONFIDENCE) if self.classifier else (PREDICTION,)
+
+    def check(self, names: Iterable[str], where: str) -> None:
+        """Raise naming the columns the model takes that ``where`` lacks, or the output
+        columns it already has."""
+        present = list(names)
+        missing = [c for c in self.columns if c not in present]
+        if missing:
+            raise InvalidInput(
+                f"{where} lacks column(s) {', '.join(map(repr, missing))} that {self.uri} "
+                f"takes as input (its signature: {', '.join(self.columns)}); the input has: "
+                f"{', '.join(present) or 'no columns'}"
+            )
+        taken = [c for c in self.outputs if c in present]
+        if taken:
+            raise InvalidInput(
+                f"{where} already has column(s) {', '.join(map(repr, taken))}, which scoring "
+                "adds to the output; rename or drop them first"
+            )
+
+    def predict(self, frame: Any, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The predictions (and, for a classifier, confidences) of a pandas DataFrame's
+        rows; ``where`` names them in errors."""
+        features = frame[list(self.columns)] if self.columns else frame
+        try:
+            if self.classifier:
+                proba = np.asarray(self.model.predict_proba(features))
+                best = proba.argmax(axis=1)
+                values = np.asarray(self.model.classes_)[best]
+                confidence: np.ndarray | None = proba[np.arange(len(best)), best]
+            else:
+                values, confidence = np.asarray(self.model.predict(features)), None
+        except Exception as exc:  # the model's own error, whatever its library
+            raise InvalidInput(
+                f"{self.uri} failed on {where}: {type(exc).__name__}: {exc}; check that the "
+                "input's columns hold the types the model was trained on"
+            ) from exc
+        if values.ndim == 2 and values.shape[1] == 1:
+            values = values[:, 0]
+        if values.ndim != 1 or len(values) != len(frame):
+            raise InvalidInput(
+                f"{self.uri} returned predictions of shape {values.shape} for "
+                f"{len(frame)} rows of {where}; batch scoring writes one value per row"
+            )
+        return values, confidence
+
+    def score_table(self, table: pa.Table, where: str) -> pa.Table:
+        """``table`` with the output columns appended (only the model's columns are
+        converted to pandas; the others pass through as Arrow)."""
+        features = table.select(list(self.columns)) if self.columns else table
+        values, confidence = self.predict(features.to_pandas(), where)
+        for name, array in prediction_arrays(values, confidence).items():
+            table = table.append_column(name, array)
+        return table
+
+
+def prediction_arrays(values: np.ndarray, confidence: np.ndarray | None) -> dict[str, pa.Array]:
+    """The output columns of a chunk's predictions, typed the same way by every engine."""
+    arrays = {PREDICTION: pa.array(values)}
+    if confidence is not None:
+        arrays[CONFIDENCE] = pa.array(confidence, pa.float64())
+    return arrays
