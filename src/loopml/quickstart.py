@@ -142,8 +142,8 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         step.note(f"models:/{MODEL_NAME}@champion -> v{mv.version}, in production")
 
     columns = FEATURES_CATEGORICAL + FEATURES_NUMERIC
-    with step("Load the champion back and predict"):
-        _predict_with_champion(client, test[columns], step)
+    with step("Deploy the champion and serve real requests"):
+        _serve(client, test[columns], step)
 
     with step("Check a serving batch against the schema"):
         _lint_serving_batch(client, test.drop(columns=[TARGET]), schema, step)
@@ -238,13 +238,47 @@ def _run_pipeline(client: Client, pipeline: Pipeline, step: _Steps) -> PipelineR
     return result
 
 
-def _predict_with_champion(client: Client, features: Any, step: _Steps) -> None:
-    champion = client.load_model(f"models:/{MODEL_NAME}@champion")
-    predicted = champion.predict(features.head(3))
-    step.note(
-        f"predicted {', '.join(f'{p:.0f}' for p in predicted)} bikes for the first hours "
-        "of May 2011"
-    )
+def _serve(client: Client, features: Any, step: _Steps) -> None:
+    """A deployment, the server on 127.0.0.1, real HTTP requests (one of them wrong), the
+    prediction log and the metrics."""
+    import http.client
+    import json
+
+    from loopml.server.build import serving_in_thread
+
+    client.app.deployments.create("bikes", f"models:/{MODEL_NAME}@champion", client.actor)
+    rows = json.loads(features.head(3).to_json(orient="records"))
+    with serving_in_thread(client.app) as (running, port):
+        step.note(f"deployment bikes -> models:/{MODEL_NAME}@champion on http://127.0.0.1:{port}")
+
+        def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request(
+                "POST",
+                "/deployments/bikes/predict",
+                json.dumps(body),
+                {"content-type": "application/json"},
+            )
+            response = conn.getresponse()
+            answer = json.loads(response.read())
+            conn.close()
+            return response.status, answer
+
+        for row in rows:
+            status, answer = post({"rows": [row]})
+            step.note(
+                f"{status} v{answer['version']} {answer['route']}: "
+                f"{answer['predictions'][0]:.0f} bikes (request {answer['request_id'][:8]})"
+            )
+        wrong = {k: v for k, v in rows[0].items() if k != "temp"}
+        status, answer = post({"rows": [wrong]})
+        step.note(f"{status}: {answer['error']}")
+        metrics = running.server.metrics.text().splitlines()
+        counted = next(line for line in metrics if line.startswith("loopml_requests_total{"))
+        step.note(counted)
+    client.app.prediction_sink.flush()
+    logged = client.app.predictions.tail("bikes", 10)
+    step.note(f"{len(logged)} answers in the prediction log (.loopml/predictions/bikes/)")
 
 
 def _print_next(console: Console, root: Path, run_id: str) -> None:
@@ -261,6 +295,9 @@ def _print_next(console: Console, root: Path, run_id: str) -> None:
         f"loopml {ws} data validate {DATASET} {root / 'data'} "
         f"--schema {root / 'schemas' / (DATASET + '.toml')}",
         f"loopml {ws} lineage models:/{MODEL_NAME}@champion",
+        f"loopml {ws} serve                      # then POST /deployments/bikes/predict",
+        f"loopml {ws} predictions tail --deployment bikes",
+        f"loopml {ws} deploy history bikes",
         f"loopml {ws} card models:/{MODEL_NAME}@champion",
         f"loopml {ws} audit log",
         f"loopml {ws} audit verify",

@@ -31,6 +31,8 @@ def test_quickstart_runs_the_loop_with_the_real_cli(tmp_path: Path) -> None:
     assert "param alpha 1.0 -> 3000.0" in done.stdout  # the worse model's cache miss...
     assert "r2" in done.stdout and "below the minimum 0.4" in done.stdout  # ...and its gate
     assert "out_of_range in hum" in done.stdout  # the faulty serving batch was caught
+    assert done.stdout.count("200 v1 production") == 3 and "422: invalid input" in done.stdout
+    assert "3 answers in the prediction log" in done.stdout
     with Client(ws) as client:
         champion = client.get_model_version("models:/bike-demand@champion")
         assert champion.stage is Stage.PRODUCTION and champion.version == 1

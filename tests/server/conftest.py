@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from server_support import FEATURES, Live, training_frame
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from loopml.client import Client
-from loopml.server.build import create_server
+from loopml.server.build import serving_in_thread
 
 
 @pytest.fixture
@@ -38,20 +34,6 @@ def workspace(tmp_path: Path) -> Iterator[Client]:
 
 @pytest.fixture
 def live(workspace: Client) -> Iterator[Live]:
-    running = create_server(workspace.app, poll_s=0.02, max_body_bytes=64 * 1024)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(running.server, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    yield Live(workspace, running, port)
-    server.should_exit = True
-    running.stop_watching.set()
-    thread.join(timeout=10)
-    sock.close()
+    with serving_in_thread(workspace.app, poll_s=0.02, max_body_bytes=64 * 1024) as served:
+        running, port = served
+        yield Live(workspace, running, port)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from loopml.bootstrap import Loopml, open_workspace
 from loopml.config import load_settings
+from loopml.domain.errors import StorageError
 from loopml.domain.registry import ModelVersion
 from loopml.server.app import DEFAULT_MAX_BODY, InferenceServer
 from loopml.server.predict import warm
@@ -89,6 +94,33 @@ def create_server(
         gauges["loopml_prediction_log_write_errors_total"] = lambda: float(sink.write_errors)
     stop = routes.watch(app.audit.head, poll_s)
     return Running(server, stop)
+
+
+@contextmanager
+def serving_in_thread(app: Loopml, **options: Any) -> Iterator[tuple[Running, int]]:
+    """A server for ``app`` on 127.0.0.1 and a free port, in a thread of this process,
+    for the ``with`` block (the quickstart and the tests); yields it and its port."""
+    import uvicorn  # lazy: only when serving
+
+    running = create_server(app, **options)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(running.server, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    try:
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise StorageError("the inference server did not start within 10 s")
+            time.sleep(0.01)
+        yield running, sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        running.stop_watching.set()
+        thread.join(timeout=10)
+        sock.close()
 
 
 def app_from_env() -> InferenceServer:
