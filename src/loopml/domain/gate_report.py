@@ -172,8 +172,8 @@ class GateReport:
             cells = (
                 _MARKS[check.outcome],
                 check.name,
-                _value_cell(check),
-                _bound_cell(check),
+                value_text(check),
+                bound_text(check),
                 check.message,
             )
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
@@ -184,7 +184,8 @@ _MARKS = {Outcome.PASSED: "✅", Outcome.FAILED: "❌", Outcome.SKIPPED: "⏭️
 _SYMBOLS = {">=": "≥", "<=": "≤"}
 
 
-def _value_cell(check: CheckResult) -> str:
+def value_text(check: CheckResult) -> str:
+    """A check's value as a table shows it (with its unit; `not run` for validation)."""
     value = check.value
     if isinstance(value, bool):
         return "passed" if value else "failed"
@@ -193,7 +194,8 @@ def _value_cell(check: CheckResult) -> str:
     return _with_unit(value, check.unit)
 
 
-def _bound_cell(check: CheckResult) -> str:
+def bound_text(check: CheckResult) -> str:
+    """A check's bound as a table shows it (`≥ 0.8`, `≤ 50.0 ms`)."""
     if check.kind is CheckKind.DATA_VALIDATION:
         return "passed"
     if check.bound is None or check.comparison is None:

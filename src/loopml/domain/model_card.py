@@ -26,12 +26,13 @@ from typing import Any
 from loopml.domain.card_sections import INTENDED_USE, LIMITATIONS, UserSection
 from loopml.domain.evaluation_parts import FairnessResult, SliceResult
 from loopml.domain.gate_report import (
-    CheckKind,
     CheckResult,
     GateReport,
+    bound_text,
     format_bytes,
     format_ms,
     format_number,
+    value_text,
 )
 from loopml.domain.json_numbers import encode_number
 from loopml.domain.registry import ColumnSpec, ModelVersion
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 _STANDARD_SECTIONS = (INTENDED_USE, LIMITATIONS)
-_COMPARISONS = {">=": "≥", "<=": "≤"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +158,7 @@ class GateCheck:
     @classmethod
     def of(cls, check: CheckResult) -> GateCheck:
         return cls(
-            check.name, check.outcome.value, _gate_value(check), _gate_bound(check), check.message
+            check.name, check.outcome.value, value_text(check), bound_text(check), check.message
         )
 
 
@@ -411,30 +411,6 @@ def when(ms: int) -> str:
 def _spec(column: ColumnSpec) -> str:
     shape = "" if column.shape is None else f" {list(column.shape)}"
     return f"{column.name} ({column.type}{shape})"
-
-
-def _gate_value(check: CheckResult) -> str:
-    value = check.value
-    if isinstance(value, bool):
-        return "passed" if value else "failed"
-    if value is None:
-        return "not run" if check.kind is CheckKind.DATA_VALIDATION else "—"
-    return _with_unit(value, check.unit)
-
-
-def _gate_bound(check: CheckResult) -> str:
-    if check.kind is CheckKind.DATA_VALIDATION:
-        return "passed"
-    if check.bound is None or check.comparison is None:
-        return "—"
-    symbol = _COMPARISONS.get(check.comparison, check.comparison)
-    return f"{symbol} {_with_unit(check.bound, check.unit)}"
-
-
-def _with_unit(value: float, unit: str) -> str:
-    if unit == "bytes":
-        return format_bytes(value)
-    return format_ms(value) if unit == "ms" else format_number(value)
 
 
 def _evaluation_summary(e: CardEvaluation) -> list[str]:
