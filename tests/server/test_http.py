@@ -168,7 +168,7 @@ def test_archiving_a_version_takes_it_out_of_its_routes(live: Live) -> None:
 
 def test_hot_swaps_under_load_fail_no_request(live: Live) -> None:
     """Canary changes, promotions and rollbacks while a client sends requests: every
-    request is answered 200 by a version of the model (bounded: 20 changes, 2 threads)."""
+    request is answered 200 by a version of the model (bounded: 50 changes, 2 threads)."""
     deployments = live.client.app.deployments
     failures: list[Any] = []
     versions: set[int] = set()
@@ -186,18 +186,21 @@ def test_hot_swaps_under_load_fail_no_request(live: Live) -> None:
     for t in threads:
         t.start()
     try:
-        for i in range(20):
+        for i in range(50):
             step = i % 4
             if step == 0:
-                deployments.canary("demand", "models:/demand/2", 10 + i, "tester")
+                changed = deployments.canary("demand", "models:/demand/2", 10 + i, "tester")
             elif step == 1:
-                deployments.share("demand", 50, "tester")
+                changed = deployments.share("demand", 50, "tester")
             elif step == 2:
-                deployments.promote("demand", "tester", force_reason=None)
+                changed = deployments.promote("demand", "tester")
             else:
-                deployments.rollback("demand", "tester", "drill")
-            generation = live.running.server.routes.generation
-            live.wait_for(lambda g=generation: live.running.server.routes.generation > g)
+                changed = deployments.rollback("demand", "tester", "drill")
+            live.wait_for(
+                lambda r=changed.revision: (
+                    live.running.server.routes.endpoints["demand"].routes.revision == r
+                )
+            )
     finally:
         stop.set()
         for t in threads:
@@ -252,3 +255,21 @@ def test_a_model_that_refuses_a_value_is_a_422_not_a_500(live: Live) -> None:
     status, body, _ = live.predict("cities", [{"city": "faro"}])
     assert status == 422 and "models:/cities/1 failed on this request" in body["error"]
     assert "faro" in body["error"]
+
+
+def test_metrics_parse_with_the_official_prometheus_parser(live: Live) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    live.predict("hot", [{"temp": 0.9, "hour": 3}])
+    live.predict("demand", [{"temp": "x", "hour": 1}])
+    text = live.request("GET", "/metrics")[1]["text"]
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["loopml_requests"].type == "counter"
+    latency = families["loopml_predict_seconds"]
+    assert latency.type == "histogram"
+    counts = [s.value for s in latency.samples if s.name.endswith("_count")]
+    assert counts == [1.0]
+    confidence = families["loopml_prediction_confidence"]
+    assert any(s.labels.get("le") == "+Inf" and s.value == 1 for s in confidence.samples)
+    [invalid] = families["loopml_invalid_fields"].samples
+    assert invalid.labels == {"deployment": "demand", "field": "temp"}

@@ -8,6 +8,7 @@ monitoring and human review need) cost one model call, not two.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,10 +39,20 @@ def predict(served: Served, columns: Mapping[str, list[Any]]) -> Prediction:
     """One model call through the same :class:`Scorer` batch scoring uses; a model that
     refuses the input raises :class:`InvalidInput` (a 422 for the client)."""
     order = served.columns or tuple(columns)
-    frame = pd.DataFrame({name: columns[name] for name in order}, columns=list(order))
+    if served.all_double:  # one float block: a tenth of the cost of a frame from lists
+        block = np.array([columns[name] for name in order], dtype=np.float64).T
+        frame = pd.DataFrame(block, columns=_index(order))
+    else:
+        frame = pd.DataFrame({name: columns[name] for name in order}, columns=list(order))
     scorer = Scorer(served.model, served.target.uri, order)
     values, confidence = scorer.predict(frame, "this request")
     return Prediction(_json_values(values), None if confidence is None else confidence.tolist())
+
+
+@functools.lru_cache(maxsize=256)
+def _index(order: tuple[str, ...]) -> pd.Index:
+    """The column index of request frames, built once per column order."""
+    return pd.Index(order)
 
 
 def _json_values(values: np.ndarray) -> list[Any]:

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -26,7 +27,7 @@ from loopml.services.deployments import DeploymentService, LiveRoutes
 log = logging.getLogger("loopml.server")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Served:
     """One loaded model version."""
 
@@ -38,6 +39,15 @@ class Served:
     @property
     def signature(self) -> Signature | None:
         return self.version.signature
+
+    @cached_property
+    def all_double(self) -> bool:
+        """Every input is a double: requests become one float block, not a column each."""
+        signature = self.signature
+        return bool(signature and signature.inputs) and all(
+            c.type == "double" and not c.nullable
+            for c in signature.inputs  # type: ignore[union-attr]
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,10 @@ class Scorer:
     def predict(self, frame: Any, where: str) -> tuple[np.ndarray, np.ndarray | None]:
         """The predictions (and, for a classifier, confidences) of a pandas DataFrame's
         rows; ``where`` names them in errors."""
-        features = frame[list(self.columns)] if self.columns else frame
+        wanted = list(self.columns)
+        # Selecting columns copies the frame (about 0.3 ms for one row): skip it when the
+        # frame already holds exactly the model's columns in order (the server's case).
+        features = frame[wanted] if wanted and list(frame.columns) != wanted else frame
         try:
             if self.classifier:
                 proba = np.asarray(self.model.predict_proba(features))
