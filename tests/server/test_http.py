@@ -273,3 +273,24 @@ def test_metrics_parse_with_the_official_prometheus_parser(live: Live) -> None:
     assert any(s.labels.get("le") == "+Inf" and s.value == 1 for s in confidence.samples)
     [invalid] = families["loopml_invalid_fields"].samples
     assert invalid.labels == {"deployment": "demand", "field": "temp"}
+
+
+def test_the_grafana_dashboard_queries_metrics_the_server_exports(live: Live) -> None:
+    import re
+    from pathlib import Path
+
+    live.predict("hot", [{"temp": 0.9, "hour": 3}])
+    exported = live.request("GET", "/metrics")[1]["text"]
+    dashboard = json.loads(
+        (Path(__file__).parents[2] / "docs" / "grafana-loopml-serving.json").read_text()
+    )
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bloopml_[a-z_]+", target["expr"])
+    }
+    assert queried
+    for name in queried:
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert f"# TYPE {family} " in exported, f"the dashboard queries {name}, not exported"
