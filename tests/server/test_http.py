@@ -294,3 +294,23 @@ def test_the_grafana_dashboard_queries_metrics_the_server_exports(live: Live) ->
     for name in queried:
         family = re.sub(r"_(bucket|sum|count)$", "", name)
         assert f"# TYPE {family} " in exported, f"the dashboard queries {name}, not exported"
+
+
+def test_a_clean_shutdown_writes_what_the_log_still_holds(workspace: Any) -> None:
+    from server_support import Live as Session
+
+    from loopml.adapters.prediction_log import ParquetPredictionSink
+    from loopml.server.build import serving_in_thread
+
+    # a log that would hold records for a minute: only the shutdown can write them
+    app = workspace.app
+    app.__dict__["prediction_sink"] = ParquetPredictionSink(
+        app.predictions_dir, segment_seconds=60.0
+    )
+    with serving_in_thread(workspace.app, poll_s=0.02) as (running, port):
+        session = Session(workspace, running, port)
+        for i in range(3):
+            assert session.predict("demand", [ROW], headers={"x-request-id": f"s{i}"})[0] == 200
+        assert workspace.app.predictions.tail("demand", 10) == []  # still queued
+    logged = [r.request_id for r in workspace.app.predictions.tail("demand", 10)]
+    assert logged == ["s0", "s1", "s2"]

@@ -22,6 +22,7 @@ field, what was expected and what was received; a 500 means a bug in loopml or t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -153,6 +154,11 @@ class InferenceServer:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                # Answered requests still queued for the log are written before the
+                # process goes (a SIGKILL skips this; see the durability contract).
+                flush = getattr(self.sink, "flush", None)
+                if flush is not None:
+                    await asyncio.to_thread(flush)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
