@@ -273,6 +273,15 @@ def test_metrics_parse_with_the_official_prometheus_parser(live: Live) -> None:
     assert any(s.labels.get("le") == "+Inf" and s.value == 1 for s in confidence.samples)
     [invalid] = families["loopml_invalid_fields"].samples
     assert invalid.labels == {"deployment": "demand", "field": "temp"}
+    [hot] = families["loopml_predicted_class"].samples
+    assert hot.labels == {"deployment": "hot", "model": "hot", "version": "1", "class": "1"}
+    live.predict("demand", [ROW, {"temp": -2.0, "hour": 0}])  # answers 66.0 and -200.0
+    text = live.request("GET", "/metrics")[1]["text"]
+    values = next(
+        f for f in text_string_to_metric_families(text) if f.name == "loopml_prediction_value"
+    )
+    buckets = {s.labels["le"]: s.value for s in values.samples if s.name.endswith("_bucket")}
+    assert buckets["-1000.0"] == 0 and buckets["-100.0"] == 1 and buckets["100.0"] == 2
 
 
 def test_the_grafana_dashboard_queries_metrics_the_server_exports(live: Live) -> None:

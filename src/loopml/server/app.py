@@ -291,7 +291,7 @@ class InferenceServer:
             ("version", str(target.version)),
             ("route", route.value),
         )
-        self.metrics.answered(labels, latency_ms / 1000, result.confidence)
+        self.metrics.answered(labels, latency_ms / 1000, result.values, result.confidence)
         record = PredictionRecord(
             request_id=request_id,
             time_ms=int(time.time() * 1000),

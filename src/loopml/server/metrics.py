@@ -16,6 +16,10 @@ from loopml.domain.deployments import Target
 
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+# Regression outputs have no known scale: decades on both sides of zero.
+_DECADES = tuple(10.0**e for e in range(-3, 7))
+VALUE_BUCKETS = (*(-d for d in reversed(_DECADES)), 0.0, *_DECADES)
+MAX_CLASSES = 50  # class series kept in all; a class seen after that counts as "other"
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -41,6 +45,8 @@ class ServerMetrics:
     errors: dict[Labels, int] = field(default_factory=dict)
     latency: dict[Labels, Histogram] = field(default_factory=dict)
     confidence: dict[Labels, Histogram] = field(default_factory=dict)
+    values: dict[Labels, Histogram] = field(default_factory=dict)  # regression outputs
+    classes: dict[Labels, int] = field(default_factory=dict)  # classifier outputs
     invalid_fields: dict[Labels, int] = field(default_factory=dict)
     shadow_dropped: int = 0
     # (deployment, answered by, shadow) -> [rows compared, rows that differ, sum |diff|]
@@ -48,19 +54,32 @@ class ServerMetrics:
     batch_sizes: dict[int, int] = field(default_factory=dict)  # requests per call -> calls
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
 
-    def answered(self, labels: Labels, seconds: float, confidence: list[float] | None) -> None:
+    def answered(
+        self,
+        labels: Labels,
+        seconds: float,
+        predictions: list[Any],
+        confidence: list[float] | None,
+    ) -> None:
+        """One answered request: its latency and the distribution of what it answered
+        (classes and confidence for classifiers, values for regressors) per version."""
         self.requests[labels] = self.requests.get(labels, 0) + 1
-        histogram = self.latency.get(labels)
-        if histogram is None:
-            histogram = self.latency[labels] = Histogram(LATENCY_BUCKETS_S)
-        histogram.observe(seconds)
-        if confidence:
-            per_version = labels[:3]
-            conf = self.confidence.get(per_version)
-            if conf is None:
-                conf = self.confidence[per_version] = Histogram(CONFIDENCE_BUCKETS)
+        _histogram(self.latency, labels, LATENCY_BUCKETS_S).observe(seconds)
+        per_version = labels[:3]
+        if confidence is not None:
+            conf = _histogram(self.confidence, per_version, CONFIDENCE_BUCKETS)
             for c in confidence:
                 conf.observe(c)
+            for p in predictions:
+                key = (*per_version, ("class", str(p)))
+                if key not in self.classes and len(self.classes) >= MAX_CLASSES:
+                    key = (*per_version, ("class", "other"))
+                self.classes[key] = self.classes.get(key, 0) + 1
+            return
+        values = _histogram(self.values, per_version, VALUE_BUCKETS)
+        for v in predictions:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                values.observe(float(v))
 
     def compared(
         self, deployment: str, answered: Target, shadow: Target, a: list[Any], b: list[Any]
@@ -103,6 +122,18 @@ class ServerMetrics:
         _histograms(lines, "loopml_predict_seconds", "Model call latency per route.", self.latency)
         _histograms(
             lines,
+            "loopml_prediction_value",
+            "Distribution of regression outputs, per version.",
+            self.values,
+        )
+        _counter(
+            lines,
+            "loopml_predicted_class_total",
+            "Classifier answers, per version and class.",
+            self.classes,
+        )
+        _histograms(
+            lines,
             "loopml_prediction_confidence",
             "Top-class probability of classifier answers, per version.",
             self.confidence,
@@ -133,6 +164,13 @@ class ServerMetrics:
             kind = "counter" if name.endswith("_total") else "gauge"
             lines += [f"# TYPE {name} {kind}", f"{name} {float(read())}"]
         return "\n".join(lines) + "\n"
+
+
+def _histogram(table: dict[Labels, Histogram], key: Labels, bounds: tuple[float, ...]) -> Histogram:
+    found = table.get(key)
+    if found is None:
+        found = table[key] = Histogram(bounds)
+    return found
 
 
 def _labels(labels: Labels, extra: str = "") -> str:
