@@ -21,8 +21,8 @@ from loopml.services.pipelines import (
     TAG_STEP,
     PipelineResult,
     Status,
-    reproduce,
 )
+from loopml.services.repro import reproduce
 
 CALLS: list[str] = []  # which step functions actually ran, in order
 FLAKY = {"fail": False}

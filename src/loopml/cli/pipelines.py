@@ -86,7 +86,8 @@ def repro(
 ) -> None:
     """Re-run the lineage of a model version and report whether outputs and metrics match."""
     from loopml.fluent import StepRuns
-    from loopml.services.pipelines import TAG_SOURCE, reproduce
+    from loopml.services.pipelines import TAG_SOURCE
+    from loopml.services.repro import reproduce
 
     with handled():
         client = state(ctx).client()
