@@ -139,7 +139,7 @@ def test_shadow_answers_are_never_returned(live: Live) -> None:
     assert {a["version"] for a in answers} == {1} and {a["route"] for a in answers} == {
         "production"
     }
-    compared = 'deployment="demand",answered_by="models:/demand/1",shadow="models:/demand/3"'
+    compared = 'deployment="demand",answered_by="models:/demand/1",compared_with="models:/demand/3"'
 
     def counted(metric: str) -> float:
         for line in live.request("GET", "/metrics")[1]["text"].splitlines():
@@ -147,9 +147,9 @@ def test_shadow_answers_are_never_returned(live: Live) -> None:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
-    live.wait_for(lambda: counted("loopml_shadow_compared_rows_total") == 20)
-    assert counted("loopml_shadow_differing_rows_total") == 20  # v3 predicts 1.2 x v1
-    assert counted("loopml_shadow_abs_difference_total") == pytest.approx(20 * 0.2 * 66.0)
+    live.wait_for(lambda: counted("loopml_compared_rows_total") == 20)
+    assert counted("loopml_differing_rows_total") == 20  # v3 predicts 1.2 x v1
+    assert counted("loopml_abs_difference_total") == pytest.approx(20 * 0.2 * 66.0)
 
 
 def test_archiving_a_version_takes_it_out_of_its_routes(live: Live) -> None:
@@ -323,3 +323,25 @@ def test_a_clean_shutdown_writes_what_the_log_still_holds(workspace: Any) -> Non
         assert workspace.app.predictions.tail("demand", 10) == []  # still queued
     logged = [r.request_id for r in workspace.app.predictions.tail("demand", 10)]
     assert logged == ["s0", "s1", "s2"]
+
+
+def test_canary_answers_are_compared_with_production_off_the_request_path(live: Live) -> None:
+    live.client.app.deployments.canary("demand", "models:/demand/2", 50, "tester")
+    live.wait_for(lambda: live.running.server.routes.endpoints["demand"].canary is not None)
+    answers = [live.predict("demand", [ROW], headers={"x-loopml-key": f"k{i}"}) for i in range(40)]
+    canary = sum(1 for _, body, _ in answers if body["route"] == "canary")
+    assert 0 < canary < 40 and {b["version"] for _, b, _ in answers} == {1, 2}
+    labels = 'deployment="demand",answered_by="models:/demand/2",compared_with="models:/demand/1"'
+
+    def counted(metric: str) -> float:
+        for line in live.request("GET", "/metrics")[1]["text"].splitlines():
+            if line.startswith(f"{metric}{{{labels}}}"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    live.wait_for(lambda: counted("loopml_compared_rows_total") == canary)
+    assert counted("loopml_differing_rows_total") == canary  # v2 predicts 1.1 x v1
+    assert counted("loopml_abs_difference_total") == pytest.approx(canary * 0.1 * 66.0)
+    assert live.client.app.prediction_sink.flush()
+    routes = {r.route.value for r in live.client.app.predictions.tail("demand", 100)}
+    assert routes == {"production", "canary"}  # the comparison calls are not logged

@@ -257,6 +257,21 @@ class InferenceServer:
             )
             if not accepted:
                 self.metrics.shadow_dropped += 1
+        production = endpoint.production
+        if route is Route.CANARY and production is not None and self.shadow is not None:
+            # How the canary differs from what production would have answered: one
+            # production call off the request path, compared and never logged or returned.
+            accepted = self.shadow(
+                lambda: self.metrics.compared(
+                    name,
+                    served.target,
+                    production.target,
+                    result.values,
+                    predict(production, columns).values,
+                )
+            )
+            if not accepted:
+                self.metrics.shadow_dropped += 1
         return served, route, result, latency_ms
 
     def _shadow_call(

@@ -49,7 +49,7 @@ class ServerMetrics:
     classes: dict[Labels, int] = field(default_factory=dict)  # classifier outputs
     invalid_fields: dict[Labels, int] = field(default_factory=dict)
     shadow_dropped: int = 0
-    # (deployment, answered by, shadow) -> [rows compared, rows that differ, sum |diff|]
+    # (deployment, answered by, compared with) -> [rows compared, rows differing, sum |diff|]
     disagreement: dict[Labels, list[float]] = field(default_factory=dict)
     batch_sizes: dict[int, int] = field(default_factory=dict)  # requests per call -> calls
     gauges: dict[str, Callable[[], float]] = field(default_factory=dict)
@@ -82,13 +82,14 @@ class ServerMetrics:
                 values.observe(float(v))
 
     def compared(
-        self, deployment: str, answered: Target, shadow: Target, a: list[Any], b: list[Any]
+        self, deployment: str, answered: Target, other: Target, a: list[Any], b: list[Any]
     ) -> None:
-        """How the shadow's answers differ from the ones returned for the same rows."""
+        """How another version's answers (``b``: the shadow's, or production's for a
+        canary request) differ from the ones returned (``a``) for the same rows."""
         key = (
             ("deployment", deployment),
             ("answered_by", answered.uri),
-            ("shadow", shadow.uri),
+            ("compared_with", other.uri),
         )
         entry = self.disagreement.setdefault(key, [0.0, 0.0, 0.0])
         for x, y in zip(a, b, strict=False):
@@ -144,9 +145,9 @@ class ServerMetrics:
             f"loopml_shadow_dropped_total {self.shadow_dropped}",
         ]
         for metric, index, help_text in (
-            ("loopml_shadow_compared_rows_total", 0, "Rows answered by both shadow and route."),
-            ("loopml_shadow_differing_rows_total", 1, "Rows where the shadow answered otherwise."),
-            ("loopml_shadow_abs_difference_total", 2, "Sum of |shadow - answer| (numbers)."),
+            ("loopml_compared_rows_total", 0, "Rows answered by two versions (shadow, canary)."),
+            ("loopml_differing_rows_total", 1, "Compared rows the two versions answered apart."),
+            ("loopml_abs_difference_total", 2, "Sum of |other - answer| over compared rows."),
         ):
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
             lines += [
