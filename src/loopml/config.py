@@ -91,6 +91,19 @@ OPTIONS: tuple[Option, ...] = (
         lambda _: True,
         "record the git commit, branch and uncommitted diff hash of each run",
     ),
+    Option("host", "serve", str, lambda _: "127.0.0.1", "the address `loopml serve` listens on"),
+    Option("port", "serve", int, lambda _: 8000, "the port `loopml serve` listens on"),
+    Option("workers", "serve", int, lambda _: 1, "server worker processes"),
+    Option(
+        "poll_seconds",
+        "serve",
+        float,
+        lambda _: 0.5,
+        "how often a running server checks for deployment changes",
+    ),
+    Option(
+        "max_body_mb", "serve", float, lambda _: 10.0, "the largest request body the server takes"
+    ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -105,6 +118,11 @@ class Settings:
     metric_flush_points: int
     metric_flush_seconds: float
     capture_code: bool
+    host: str
+    port: int
+    workers: int
+    poll_seconds: float
+    max_body_mb: float
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The raw [gates] table of loopml.toml; the gate policy parser names its keys.
     gates: Mapping[str, Any] = field(default_factory=dict, compare=False)
@@ -203,7 +221,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         section = data.get(option.section, {})
         if isinstance(section, dict) and option.name in section:
             flat[option.name] = section[option.name]
-    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "check", "serve", "monitor"}
+    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "check"}
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(

@@ -62,6 +62,9 @@ def test_no_workspace_says_what_to_do(tmp_path: Path) -> None:
         ("[trakcing]\n", {}, "unknown section(s) 'trakcing'"),
         ("[store]\nmetadata = 'x'\n", {}, "unknown setting(s) 'metadata' in [store]"),
         ("[store\n", {}, "cannot read"),
+        ("[serve]\nprot = 9000\n", {}, "unknown setting(s) 'prot' in [serve]"),
+        ("[serve]\nport = 'high'\n", {}, "port"),
+        ("[monitor]\n", {}, "unknown section(s) 'monitor'"),
     ],
 )
 def test_bad_settings_are_named(
@@ -71,3 +74,11 @@ def test_bad_settings_are_named(
     with pytest.raises(ConfigError) as info:
         load_settings(ws, env=env)
     assert fragment in str(info.value)
+
+
+def test_serve_settings_come_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    ws = make_ws(tmp_path / "ws", "[serve]\nport = 9001\nworkers = 2\n")
+    settings = load_settings(ws, env={"LOOPML_POLL_SECONDS": "0.1"})
+    assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 9001, 2)
+    assert settings.poll_seconds == 0.1 and settings.max_body_mb == 10.0
+    assert settings.sources["port"] == "loopml.toml"

@@ -17,35 +17,48 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Address to listen on [127.0.0.1].")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", "-p", help="Port [8000].")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes [1].")] = None,
     poll: Annotated[
-        float, typer.Option("--poll", help="Seconds between checks for deployment changes.")
-    ] = 0.5,
+        float | None,
+        typer.Option("--poll", help="Seconds between checks for deployment changes [0.5]."),
+    ] = None,
     max_body_mb: Annotated[
-        float, typer.Option("--max-body-mb", help="Largest request body accepted.")
-    ] = 10.0,
+        float | None, typer.Option("--max-body-mb", help="Largest request body [10].")
+    ] = None,
     trusted: Annotated[
         bool, typer.Option("--trusted", help="Also load pickled (python_function) models.")
     ] = False,
 ) -> None:
-    """Serve every deployment: JSON and Open Inference Protocol v2, health, /metrics."""
+    """Serve every deployment: JSON and Open Inference Protocol v2, health, /metrics.
+
+    Defaults come from [serve] in loopml.toml (host, port, workers, poll_seconds,
+    max_body_mb), then LOOPML_* variables; flags win."""
     import uvicorn
 
     from loopml.server.build import create_server
 
     with handled():
+        client = state(ctx).client()
+        settings = client.app.settings
+        assert settings is not None  # a CLI client always has a workspace
+        host = host or settings.host
+        port = settings.port if port is None else port
+        workers = settings.workers if workers is None else workers
+        poll = settings.poll_seconds if poll is None else poll
+        max_body_mb = settings.max_body_mb if max_body_mb is None else max_body_mb
         if workers < 1 or not 0 < port < 65536 or poll <= 0 or max_body_mb <= 0:
             raise InvalidInput(
                 f"--workers must be >= 1, --port in 1..65535, --poll and --max-body-mb > 0; "
                 f"got workers={workers}, port={port}, poll={poll}, max_body_mb={max_body_mb}"
             )
-        client = state(ctx).client()
-        settings = client.app.settings
-        if workers > 1:
-            assert settings is not None
+        if workers > 1:  # each worker reads its settings from the environment
             os.environ["LOOPML_WORKSPACE"] = str(settings.root)
+            os.environ["LOOPML_POLL_SECONDS"] = str(poll)
+            os.environ["LOOPML_MAX_BODY_MB"] = str(max_body_mb)
         else:
             running = create_server(
                 client.app,

@@ -131,4 +131,8 @@ def serving_in_thread(app: Loopml, **options: Any) -> Iterator[tuple[Running, in
 def app_from_env() -> InferenceServer:
     """The uvicorn factory for multi-worker serving (reads ``LOOPML_*`` settings)."""
     settings = load_settings()
-    return create_server(open_workspace(settings)).server
+    return create_server(
+        open_workspace(settings),
+        poll_s=settings.poll_seconds,
+        max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
+    ).server
