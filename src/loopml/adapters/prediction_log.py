@@ -54,11 +54,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml.adapters.fsync import fsync_directory
 from loopml.adapters.prediction_segments import (
     STATS_DIR,
     SegmentWriter,
     check_record,
-    fsync_directory,
     records_table,
     segment_name,
     write_json_atomic,

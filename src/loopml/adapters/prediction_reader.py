@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from loopml.adapters.fsync import fsync_directory
 from loopml.adapters.prediction_segments import (
     FEEDBACK_DIR,
     INPUT_PREFIX,
@@ -41,7 +42,6 @@ from loopml.adapters.prediction_segments import (
     RECORDS_KEY,
     STATS_DIR,
     TEMP_PREFIX,
-    fsync_directory,
     segment_name,
     to_arrow_column,
     write_segment,

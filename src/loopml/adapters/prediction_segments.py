@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from loopml.adapters.fsync import fsync_directory
 from loopml.domain.errors import InvalidInput
 from loopml.domain.names import validate_identifier
 from loopml.domain.predictions import PredictionRecord
@@ -70,17 +71,6 @@ def write_segment(directory: Path, name: str, table: pa.Table) -> None:
         fsync_directory(directory)
     except OSError as exc:  # renamed already: retrying would write the records twice
         log.warning("could not fsync %s after adding %s: %s", directory, name, exc)
-
-
-def fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable. Windows cannot open a directory for fsync.
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 import blake3
 from fsspec.core import url_to_fs
 
+from loopml.adapters.fsync import fsync_directory
 from loopml.domain.artifacts import SUPPORTED_ALGORITHMS, Digest
 from loopml.domain.errors import (
     ConcurrentModification,
@@ -335,7 +336,7 @@ class _Staged:
         os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.path, final)
-        _fsync_directory(final.parent)
+        fsync_directory(final.parent)
 
     def discard(self) -> None:
         self.file.close()
@@ -352,17 +353,6 @@ def _staged(directory: Path) -> Iterator[_Staged]:
         yield staged
     finally:
         staged.discard()
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable. Windows cannot open a directory for fsync.
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _chunks(source: IO[bytes]) -> Iterator[bytes]:
