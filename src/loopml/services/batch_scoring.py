@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +59,7 @@ from loopml.services.datasets import AddResult, DatasetService
 from loopml.services.registry import RegistryService
 from loopml.services.scoring import Scorer
 from loopml.services.tracking import TrackingService
+from loopml.stats.batches import rechunk
 
 DEFAULT_CHUNK_ROWS = 65_536
 EXPERIMENT = "batch-scoring"
@@ -341,7 +342,7 @@ def _chunks(source: _Source, scorer: Scorer, rows: int) -> Iterator[tuple[str, p
     for where, batches in source.streams():
         offset = 0
         try:
-            for table in _rechunk(batches, rows):
+            for table in rechunk(batches, rows):
                 if offset == 0:
                     scorer.check(table.column_names, where)
                     schema = _same_schema(schema, table.schema, where)
@@ -350,23 +351,6 @@ def _chunks(source: _Source, scorer: Scorer, rows: int) -> Iterator[tuple[str, p
                 offset = end
         finally:
             _close(batches)
-
-
-def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    pending: list[pa.RecordBatch] = []
-    count = 0
-    for batch in batches:
-        rest = batch
-        while rest.num_rows:
-            take = min(rows - count, rest.num_rows)
-            pending.append(rest.slice(0, take))
-            count += take
-            rest = rest.slice(take)
-            if count == rows:
-                yield pa.Table.from_batches(pending)
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending)
 
 
 def _same_schema(first: pa.Schema | None, schema: pa.Schema, where: str) -> pa.Schema:

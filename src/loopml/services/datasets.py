@@ -51,6 +51,7 @@ from loopml.ports import (
     TableReader,
 )
 from loopml.services.dataset_status import DatasetStatus, load_manifest
+from loopml.stats.batches import rechunk
 from loopml.stats.diff import row_changes
 from loopml.stats.profile import ProfileBuilder, TableProfile
 from loopml.stats.profile_compare import column_moves
@@ -278,26 +279,23 @@ def _without(chunks: Sequence[DataChunk], common: Counter[Digest]) -> list[DataC
 
 
 def _rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
-    """Regroup a stream of batches into tables of exactly ``rows`` rows (the last shorter),
-    so chunk boundaries depend on row offsets only, never on how the source was read."""
-    pending: list[pa.RecordBatch] = []
-    count = 0
+    """Normalised batches regrouped into chunks of ``rows`` rows (:func:`rechunk`). When
+    no rows are left over for a last chunk (none at all, or an exact multiple), one empty
+    table follows, so that the chunks still say the columns."""
     empty: pa.RecordBatch | None = None
-    for batch in batches:
-        rest = _normalize(batch)
-        empty = rest.slice(0, 0)
-        while rest.num_rows:
-            take = min(rows - count, rest.num_rows)
-            pending.append(rest.slice(0, take))
-            count += take
-            rest = rest.slice(take)
-            if count == rows:
-                yield pa.Table.from_batches(pending)
-                pending, count = [], 0
-    if count:
-        yield pa.Table.from_batches(pending)
-    elif empty is not None and not pending:
-        yield pa.Table.from_batches([empty])  # no row left over: still say the columns
+    total = 0
+
+    def normalized() -> Iterator[pa.RecordBatch]:
+        nonlocal empty, total
+        for raw in batches:
+            batch = _normalize(raw)
+            empty = batch.slice(0, 0)
+            total += batch.num_rows
+            yield batch
+
+    yield from rechunk(normalized(), rows)
+    if empty is not None and total % rows == 0:
+        yield pa.Table.from_batches([empty])
 
 
 _LARGE = {pa.large_string(): pa.string(), pa.large_binary(): pa.binary()}
