@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -59,3 +60,12 @@ def test_no_body_makes_a_500(live: Live) -> None:
 
     post()
     assert len(statuses) == 150 and any(s == 422 for s in statuses)
+
+
+@pytest.mark.parametrize("datatype", [[], {}, None, 3, "FP65"])
+def test_a_datatype_that_is_not_an_oip_type_name_is_a_400(live: Live, datatype: Any) -> None:
+    """Found by the fuzzer: an unhashable datatype (a list) once made a 500."""
+    body = {"inputs": [{"name": "temp", "shape": [1], "datatype": datatype, "data": [0.3]}]}
+    status, answer, _ = live.request("POST", "/v2/models/hot/infer", raw=json.dumps(body).encode())
+    assert status == 400
+    assert "datatype" in answer["error"] and "FP64" in answer["error"]

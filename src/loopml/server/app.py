@@ -464,7 +464,7 @@ def _v2_columns(body: Any) -> dict[str, list[Any]]:
         name, shape, kind, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
         if not isinstance(name, str) or not name:
             raise HttpError(400, f"inputs[{i}].name must be the column name")
-        if kind not in _OIP_TYPES:
+        if not isinstance(kind, str) or kind not in _OIP_TYPES:
             raise HttpError(
                 400,
                 f"inputs[{i}] ({name}): datatype {kind!r} is not one of {', '.join(_OIP_TYPES)}",
