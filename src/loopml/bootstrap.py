@@ -20,10 +20,16 @@ from typing import TYPE_CHECKING
 from loopml.adapters.artifacts.fsspec_store import FsspecBlobStore
 from loopml.adapters.clock import SystemClock
 from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
+from loopml.adapters.memory.alerts import MemoryAlertStore
 from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.blobs import MemoryBlobStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.deployments import MemoryDeploymentStore
+from loopml.adapters.memory.monitoring import (
+    MemoryLoopStore,
+    MemoryMonitorStore,
+    MemoryReviewStore,
+)
 from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
@@ -33,21 +39,28 @@ from loopml.adapters.memory.stores import (
 )
 from loopml.adapters.provenance import GitProvenance
 from loopml.adapters.sql import migrate
+from loopml.adapters.sql.alerts import SqlAlertStore
 from loopml.adapters.sql.approvals import SqlApprovalStore
 from loopml.adapters.sql.audit import SqlAuditLog
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.evaluations import SqlEvaluationStore
+from loopml.adapters.sql.loops import SqlLoopStore
+from loopml.adapters.sql.monitoring import SqlMonitorStore
 from loopml.adapters.sql.registry import SqlRegistryStore
+from loopml.adapters.sql.review import SqlReviewStore
 from loopml.adapters.sql.step_cache import SqlStepCache
 from loopml.adapters.sql.tracking import SqlTrackingStore
 from loopml.adapters.stat_index import StatIndex
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, load_settings
-from loopml.domain.errors import ConfigError
+from loopml.domain.alert_config import AlertsConfig, alerts_from_config
+from loopml.domain.errors import ConfigError, InvalidInput
 from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.gates import GatePolicy
+from loopml.domain.monitoring import MonitorSpec, monitors_from_config
 from loopml.ports import (
+    AlertStore,
     ApprovalStore,
     AuditLog,
     BlobStore,
@@ -56,9 +69,12 @@ from loopml.ports import (
     DeploymentStore,
     EvaluationStore,
     FileIndex,
+    LoopStore,
+    MonitorStore,
     PredictionReader,
     PredictionSink,
     RegistryStore,
+    ReviewStore,
     StepCache,
     TrackingStore,
 )
@@ -71,11 +87,15 @@ from loopml.services.registry import RegistryService
 from loopml.services.tracking import TrackingService
 
 if TYPE_CHECKING:
+    from loopml.services.alerting import AlertService
     from loopml.services.batch_scoring import BatchScoringService
     from loopml.services.datasets import DatasetService
+    from loopml.services.loop import LoopService
     from loopml.services.model_cards import ModelCardService
     from loopml.services.model_evaluation import EvaluationService
+    from loopml.services.monitoring import MonitoringService
     from loopml.services.pipelines import PipelineService
+    from loopml.services.review import ReviewService
     from loopml.services.validation import ValidationService
 
 WORKSPACE_TEMPLATE = f"""\
@@ -202,6 +222,82 @@ class Loopml:
 
         return ParquetPredictionReader(self.predictions_dir)
 
+    # Monitoring: monitors, review, alerts and the retrain loop (docs/monitoring.md).
+    @cached_property
+    def monitor_specs(self) -> dict[str, MonitorSpec]:
+        if self.settings is None:
+            return {}
+        try:
+            return monitors_from_config(self.settings.monitor, str(self.settings.root))
+        except InvalidInput as exc:
+            raise ConfigError(f"{self.settings.root / CONFIG_FILE}: {exc}") from exc
+
+    @cached_property
+    def monitoring(self) -> MonitoringService:
+        from loopml.services.monitoring import MonitoringService  # lazy: numpy, Arrow
+
+        return MonitoringService(
+            self.stores.monitors,
+            self.predictions,
+            self.deployments,
+            self.registry,
+            self.lineage,
+            self.datasets,
+            self.registry.load,
+            self.clock,
+        )
+
+    @cached_property
+    def reviews(self) -> ReviewService:
+        from loopml.adapters.python_target import load_function
+        from loopml.services.review import ReviewService  # lazy: numpy, Arrow
+
+        root = self.root
+        return ReviewService(
+            self.stores.reviews,
+            self.predictions,
+            self.clock,
+            lambda target: load_function(target, root, "review function"),
+        )
+
+    @cached_property
+    def alerting(self) -> AlertService:
+        from loopml.adapters.alert_sinks import build_sinks  # lazy: HTTP and SMTP clients
+        from loopml.services.alerting import AlertService
+
+        if self.settings is None:
+            config = AlertsConfig()
+            sinks = build_sinks(config.sinks, env={}, workspace=self.root, log_path=None)
+        else:
+            source = str(self.settings.root / CONFIG_FILE)
+            try:
+                config = alerts_from_config(self.settings.alerts, source)
+            except InvalidInput as exc:
+                raise ConfigError(str(exc)) from exc
+            sinks = build_sinks(
+                config.sinks,
+                env=os.environ,
+                workspace=self.root,
+                log_path=self.settings.root / STATE_DIR / "alerts.jsonl",
+            )
+        return AlertService(self.stores.alerts, config.rules, sinks, self.clock)
+
+    @cached_property
+    def loops(self) -> LoopService:
+        from loopml.services.loop import LoopService  # lazy: numpy, Arrow
+
+        return LoopService(
+            self.stores.loops,
+            self.deployments,
+            self.registry,
+            self.evaluations,
+            self.datasets,
+            self.monitoring,
+            self.predictions,
+            self.stores.reviews,
+            self.clock,
+        )
+
     def close(self) -> None:
         if "prediction_sink" in self.__dict__:
             self.prediction_sink.close()
@@ -223,6 +319,10 @@ class Stores:
     evaluations: EvaluationStore
     steps: StepCache
     deployments: DeploymentStore
+    monitors: MonitorStore
+    reviews: ReviewStore
+    loops: LoopStore
+    alerts: AlertStore
 
 
 def _wire(
@@ -287,6 +387,10 @@ def build(settings: Settings) -> Loopml:
         evaluations=SqlEvaluationStore(db),
         steps=SqlStepCache(db),
         deployments=SqlDeploymentStore(db),
+        monitors=SqlMonitorStore(db, clock),
+        reviews=SqlReviewStore(db),
+        loops=SqlLoopStore(db),
+        alerts=SqlAlertStore(db),
     )
     return _wire(settings, clock, FsspecBlobStore(settings.artifact_url), stores, db, Path.cwd())
 
@@ -304,6 +408,10 @@ def build_memory(clock: Clock | None = None) -> Loopml:
         evaluations=MemoryEvaluationStore(mem),
         steps=MemoryStepCache(mem),
         deployments=MemoryDeploymentStore(mem),
+        monitors=MemoryMonitorStore(mem, clock),
+        reviews=MemoryReviewStore(mem),
+        loops=MemoryLoopStore(mem),
+        alerts=MemoryAlertStore(mem),
     )
     return _wire(None, clock, MemoryBlobStore(), stores, None, Path.cwd())
 

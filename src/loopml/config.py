@@ -130,6 +130,10 @@ class Settings:
     pipeline: Mapping[str, Any] = field(default_factory=dict, compare=False)
     # The raw [check] table: defaults of `loopml check` (model, data, label, schema...).
     check: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The raw [monitor] table: one sub-table per monitored deployment (docs/monitoring.md).
+    monitor: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    # The raw [alerts] table: `rules` and `sinks` (docs/alerts.md).
+    alerts: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def items(self) -> list[tuple[str, object, str]]:
         """(name, value, source) for every setting, for display."""
@@ -221,7 +225,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         section = data.get(option.section, {})
         if isinstance(section, dict) and option.name in section:
             flat[option.name] = section[option.name]
-    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "check"}
+    known = {o.section for o in OPTIONS} | {"pipeline", "gates", "check", "monitor", "alerts"}
     unknown = [k for k in data if k not in known]
     if unknown:
         raise ConfigError(
@@ -237,7 +241,14 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                     f"known: {', '.join(o.name for o in OPTIONS if o.section == name)}"
                 )
     tables: dict[str, Any] = {}
-    for name, doc in (("gates", "gates"), ("pipeline", "pipelines"), ("check", "check")):
+    raw_tables = (
+        ("gates", "gates"),
+        ("pipeline", "pipelines"),
+        ("check", "check"),
+        ("monitor", "monitoring"),
+        ("alerts", "alerts"),
+    )
+    for name, doc in raw_tables:
         table = data.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [{name}] must be a table, got {table!r}; see docs/{doc}.md")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.client import ActiveRun, Client
+from loopml.client.workspace_pipeline import config_params, load_pipeline
 from loopml.domain.datasets import DatasetVersion
 from loopml.domain.errors import InvalidState
 from loopml.domain.pipelines import Pipeline
@@ -24,6 +25,7 @@ from loopml.services.pipelines import Observer, PipelineResult
 
 if TYPE_CHECKING:
     from loopml.domain.sweep import SweepResult
+    from loopml.services.agent import Agent
     from loopml.services.sweep import Trial
 
 _default: Client | None = None
@@ -211,3 +213,52 @@ def search_runs(filter: str | None = None, **kwargs: Any) -> Any:
 
 def flush() -> None:
     get_client().flush()
+
+
+class PipelineTrainer:
+    """How the retrain loop trains: it runs the workspace's pipeline (``[pipeline]`` of
+    loopml.toml, with its params) and returns the model version the pipeline registered,
+    the newest ``models:/`` URI a step returned."""
+
+    def __init__(self, client: Client, target: str | None = None) -> None:
+        self.client = client
+        self.target = target
+
+    def train(self, reason: str) -> str:
+        source, pipeline = load_pipeline(self.client, self.target)
+        result = run_pipeline(
+            pipeline, client=self.client, params=config_params(self.client), source=source
+        )
+        failed = [o for o in result.outcomes if o.error]
+        if not result.ok:
+            why = failed[0].error if failed else "a step was skipped"
+            raise InvalidState(f"pipeline {pipeline.name} ({source}) failed for {reason}: {why}")
+        for outcome in reversed(result.outcomes):
+            record = outcome.record
+            for stored in () if record is None else record.outputs.values():
+                value = self.client.app.pipelines.load_output(stored)
+                if isinstance(value, str) and value.startswith("models:/"):
+                    return value
+        raise InvalidState(
+            f"pipeline {pipeline.name} ({source}) ran but no step returned a registered "
+            "model's URI (models:/NAME/VERSION); the retrain loop needs one, e.g. from a "
+            "register step returning `mv.uri`"
+        )
+
+
+def build_agent(client: Client) -> Agent:
+    """The agent of the client's workspace: a monitor job per ``[monitor.NAME]``, and a
+    loop job for each with a retrain loop, training through :class:`PipelineTrainer`."""
+    from loopml.services.agent import Agent  # lazy: numpy, Arrow
+
+    app = client.app
+    return Agent(
+        app.stores.loops,
+        app.clock,
+        app.monitoring,
+        app.reviews,
+        app.alerting,
+        app.loops,
+        app.monitor_specs,
+        PipelineTrainer(client),
+    )

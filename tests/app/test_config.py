@@ -64,7 +64,8 @@ def test_no_workspace_says_what_to_do(tmp_path: Path) -> None:
         ("[store\n", {}, "cannot read"),
         ("[serve]\nprot = 9000\n", {}, "unknown setting(s) 'prot' in [serve]"),
         ("[serve]\nport = 'high'\n", {}, "port"),
-        ("[monitor]\n", {}, "unknown section(s) 'monitor'"),
+        ("[monitr]\n", {}, "unknown section(s) 'monitr'"),
+        ("monitor = 3\n", {}, "[monitor] must be a table, got 3"),
     ],
 )
 def test_bad_settings_are_named(

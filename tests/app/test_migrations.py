@@ -112,3 +112,31 @@ def test_upgrade_to_0004_adds_approval_requests_and_downgrade_removes_them(
     with db.read() as conn:
         assert "approval_requests" not in inspect(conn).get_table_names()
     db.dispose()
+
+
+_MONITORING_TABLES = {
+    "monitor_windows",
+    "monitor_references",
+    "review_items",
+    "review_cursors",
+    "loop_runs",
+    "agent_jobs",
+}
+
+
+def test_upgrade_to_0007_adds_monitoring_tables_and_keeps_deployments(tmp_path: Path) -> None:
+    db = SqlDatabase(f"sqlite:///{tmp_path / 'x.db'}")
+    _alembic(db, "upgrade", "0006")
+    with db.write() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO deployments (name, revision, state, updated_ms) VALUES ('api', 3, '{}', 5)"
+        )
+    _alembic(db, "upgrade", "0007")
+    with db.read() as conn:
+        assert set(inspect(conn).get_table_names()) >= _MONITORING_TABLES
+        assert conn.exec_driver_sql("SELECT name, revision FROM deployments").all() == [("api", 3)]
+    _alembic(db, "downgrade", "0006")
+    with db.read() as conn:
+        assert not _MONITORING_TABLES & set(inspect(conn).get_table_names())
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+    db.dispose()

@@ -1,8 +1,9 @@
 """Backends for the metadata-store contract suites: memory, SQLite and PostgreSQL.
 
 Every test that asks for ``tracking``, ``registry``, ``audit``, ``datasets``, ``approvals``,
-``evaluations``, ``steps`` or ``deployments`` runs once per backend, with the stores sharing
-one fresh, empty database:
+``evaluations``, ``steps``, ``deployments``, ``monitors``, ``reviews`` or ``loops`` runs once
+per backend, with the stores sharing one fresh, empty database (``stores.database``, for
+tests that open a second store on it or damage a row behind the store's back):
 
 * ``memory``: a new :class:`MemoryDatabase`;
 * ``sqlite``: a copy of a template file migrated once per session (migrating per test
@@ -28,6 +29,11 @@ from sqlalchemy import text
 from loopml.adapters.memory.approvals import MemoryApprovalStore
 from loopml.adapters.memory.datasets import MemoryDatasetStore
 from loopml.adapters.memory.deployments import MemoryDeploymentStore
+from loopml.adapters.memory.monitoring import (
+    MemoryLoopStore,
+    MemoryMonitorStore,
+    MemoryReviewStore,
+)
 from loopml.adapters.memory.pipelines import MemoryEvaluationStore, MemoryStepCache
 from loopml.adapters.memory.stores import (
     MemoryAuditLog,
@@ -42,7 +48,10 @@ from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.datasets import SqlDatasetStore
 from loopml.adapters.sql.deployments import SqlDeploymentStore
 from loopml.adapters.sql.evaluations import SqlEvaluationStore
+from loopml.adapters.sql.loops import SqlLoopStore
+from loopml.adapters.sql.monitoring import SqlMonitorStore
 from loopml.adapters.sql.registry import SqlRegistryStore
+from loopml.adapters.sql.review import SqlReviewStore
 from loopml.adapters.sql.schema import metadata
 from loopml.adapters.sql.step_cache import SqlStepCache
 from loopml.adapters.sql.tracking import SqlTrackingStore
@@ -57,7 +66,10 @@ if TYPE_CHECKING:
         DatasetStore,
         DeploymentStore,
         EvaluationStore,
+        LoopStore,
+        MonitorStore,
         RegistryStore,
+        ReviewStore,
         StepCache,
         TrackingStore,
     )
@@ -93,6 +105,10 @@ class Stores:
     evaluations: EvaluationStore
     steps: StepCache
     deployments: DeploymentStore
+    monitors: MonitorStore
+    reviews: ReviewStore
+    loops: LoopStore
+    database: MemoryDatabase | SqlDatabase
 
 
 @pytest.fixture
@@ -164,6 +180,10 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             MemoryEvaluationStore(mem),
             MemoryStepCache(mem),
             MemoryDeploymentStore(mem),
+            MemoryMonitorStore(mem, clock),
+            MemoryReviewStore(mem),
+            MemoryLoopStore(mem),
+            mem,
         )
         return
     if backend == "sqlite":
@@ -184,10 +204,28 @@ def stores(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Path) -> 
             SqlEvaluationStore(db),
             SqlStepCache(db),
             SqlDeploymentStore(db),
+            SqlMonitorStore(db, clock),
+            SqlReviewStore(db),
+            SqlLoopStore(db),
+            db,
         )
     finally:
         if backend == "sqlite":
             db.dispose()
+
+
+@pytest.fixture
+def twin_database(stores: Stores) -> Iterator[MemoryDatabase | SqlDatabase]:
+    """A second handle on the stores' database: the same MemoryDatabase, or a new engine
+    (its own connections, as another process would have) on the same SQL database."""
+    if isinstance(stores.database, MemoryDatabase):
+        yield stores.database
+        return
+    twin = SqlDatabase(stores.database.url)
+    try:
+        yield twin
+    finally:
+        twin.dispose()
 
 
 @pytest.fixture
@@ -233,3 +271,18 @@ def steps(stores: Stores) -> StepCache:
 @pytest.fixture
 def deployments(stores: Stores) -> DeploymentStore:
     return stores.deployments
+
+
+@pytest.fixture
+def monitors(stores: Stores) -> MonitorStore:
+    return stores.monitors
+
+
+@pytest.fixture
+def reviews(stores: Stores) -> ReviewStore:
+    return stores.reviews
+
+
+@pytest.fixture
+def loops(stores: Stores) -> LoopStore:
+    return stores.loops

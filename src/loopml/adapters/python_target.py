@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from loopml.domain.errors import InvalidInput, NotFound
 
@@ -51,3 +53,11 @@ def load_target(target: str, root: Path, what: str) -> object:
         names = sorted(n for n in vars(module) if not n.startswith("_"))
         raise NotFound(f"{found.name} has no {attr!r}; it defines: {', '.join(names) or 'nothing'}")
     return getattr(module, attr)
+
+
+def load_function(target: str, root: Path, what: str) -> Callable[..., Any]:
+    """:func:`load_target`, refusing anything that cannot be called."""
+    found = load_target(target, root, what)
+    if not callable(found):
+        raise InvalidInput(f"{what} {target!r} is a {type(found).__name__}, not a function")
+    return cast("Callable[..., Any]", found)

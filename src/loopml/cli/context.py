@@ -114,7 +114,9 @@ def handled() -> Iterator[None]:
     try:
         yield
     except errors.LoopmlError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        from rich.markup import escape  # "[monitor.bikes]" in a message is text, not markup
+
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
         raise typer.Exit(exit_code(exc)) from None
 
 

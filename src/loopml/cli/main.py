@@ -17,6 +17,7 @@ from loopml.cli import (
     gc,
     lineage,
     models,
+    monitor,
     pipelines,
     predict,
     predictions,
@@ -55,6 +56,7 @@ def root(
 
 
 workspace.register(app)
+monitor.register(app)
 app.add_typer(runs.app, name="runs")
 app.add_typer(runs.experiments_app, name="experiments")
 app.add_typer(models.app, name="models")

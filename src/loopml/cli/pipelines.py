@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from loopml.cli.context import err, handled, out, print_json, state
+from loopml.client.workspace_pipeline import DEFAULT_SOURCE, config_params, load_pipeline
 from loopml.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from loopml.client import Client
-    from loopml.domain.pipelines import Pipeline, Wiring
+    from loopml.domain.pipelines import Wiring
     from loopml.services.pipelines import PipelineResult, StepOutcome
 
-DEFAULT_SOURCE = "pipeline.py:pipeline"
+
 _MARKS = {
     "hit": "[green]cached[/]",
     "resumed": "[green]resumed[/]",
@@ -55,8 +54,8 @@ def run(
 
     with handled():
         client = state(ctx).client()
-        source, pipeline = _load(client, target)
-        params = {**_config_params(client), **_parse_params(param or [])}
+        source, pipeline = load_pipeline(client, target)
+        params = {**config_params(client), **_parse_params(param or [])}
         if not as_json:
             out.print(f"pipeline [bold]{pipeline.name}[/] ({source}): {len(pipeline.order)} steps")
         result = run_pipeline(
@@ -104,7 +103,7 @@ def repro(
                 f"the pipeline that built {mv.uri} recorded no source file; pass "
                 "--pipeline FILE.py:NAME"
             )
-        source, pipeline = _load(client, target or recorded)
+        source, pipeline = load_pipeline(client, target or recorded)
         if not as_json:
             out.print(f"re-running the lineage of {mv.uri} from {source} (no cache)")
         report = reproduce(
@@ -181,72 +180,6 @@ def _result_dict(result: PipelineResult) -> dict[str, Any]:
             for o in result.outcomes
         ],
     }
-
-
-def _load(client: Client, target: str | None) -> tuple[str, Pipeline]:
-    """The pipeline ``target`` names; else the one ``[pipeline]`` in loopml.toml names
-    (``source``) or describes (``steps``); else ``pipeline.py:pipeline``."""
-    from loopml.adapters.python_target import load_target
-    from loopml.domain.pipelines import Pipeline, Step
-
-    settings = client.app.settings
-    table = dict(settings.pipeline) if settings is not None else {}
-    root = client.app.root
-    if target is None and "steps" in table:
-        return "loopml.toml [pipeline]", _described(table, root)
-    source = target or table.get("source") or DEFAULT_SOURCE
-    if not isinstance(source, str):
-        raise InvalidInput(f"[pipeline] source in loopml.toml must be text, got {source!r}")
-    found = load_target(source, root, "pipeline")
-    if isinstance(found, Step):
-        raise InvalidInput(
-            f"{source} is a step, not a pipeline; name a loopml.Pipeline, or list the steps "
-            "under [pipeline] steps in loopml.toml"
-        )
-    if not isinstance(found, Pipeline):
-        raise InvalidInput(
-            f"{source} is a {type(found).__name__}, not a loopml.Pipeline; point at the "
-            "Pipeline object (e.g. pipeline.py:pipeline)"
-        )
-    return source, found
-
-
-def _described(table: dict[str, Any], root: Path) -> Pipeline:
-    """A pipeline described in loopml.toml: ``name``, ``steps`` (FILE.py:FUNCTION each)
-    and ``datasets``; its ``params`` are applied by the caller like any pipeline's."""
-    from loopml.adapters.python_target import load_target
-    from loopml.domain.pipelines import Pipeline, Step
-
-    steps, datasets = table.get("steps"), table.get("datasets", {})
-    if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
-        raise InvalidInput(
-            f"[pipeline] steps in loopml.toml must be a list of FILE.py:FUNCTION, got {steps!r}"
-        )
-    if not isinstance(datasets, dict):
-        raise InvalidInput(
-            f"[pipeline] datasets in loopml.toml must map input names to dataset "
-            f"references, got {datasets!r}"
-        )
-    loaded = []
-    for target in steps:
-        found = load_target(target, root, "step")
-        if not isinstance(found, Step):
-            raise InvalidInput(
-                f"[pipeline] steps: {target} is not a step; decorate it with @loopml.step"
-            )
-        loaded.append(found)
-    return Pipeline(str(table.get("name", "pipeline")), loaded, datasets=datasets)
-
-
-def _config_params(client: Client) -> dict[str, Any]:
-    settings = client.app.settings
-    params = settings.pipeline.get("params", {}) if settings else {}
-    if not isinstance(params, dict):
-        raise InvalidInput(
-            f"[pipeline] params in loopml.toml must be a table of STEP.PARAM = value or "
-            f"[pipeline.params.STEP] tables, got {params!r}"
-        )
-    return params
 
 
 def _parse_params(items: list[str]) -> dict[str, Any]:

@@ -12,7 +12,10 @@ here, so the quickstart stays a tour of the whole loop.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+import time
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,21 +26,33 @@ from loopml.config import CONFIG_FILE, Settings, load_settings
 from loopml.domain.data_schema import DataSchema
 from loopml.domain.errors import InvalidState
 from loopml.domain.pipelines import Pipeline
+from loopml.domain.registry import ModelVersion
 from loopml.domain.schema_file import schema_to_toml
 from loopml.fluent import run_pipeline
+from loopml.quickstart.closed_loop import (
+    DEPLOYMENT,
+    MONITOR,
+    review_function_source,
+    run_closed_loop,
+    write_report,
+)
+from loopml.quickstart.steps import Steps
 from loopml.services.model_evaluation import check
 from loopml.services.pipelines import PipelineResult
+from loopml.services.validation import read_schema
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 MODEL_NAME = "bike-demand"
-DATASET = "bike-sharing-hourly"
+DATASET = "bike-sharing-hourly"  # all of it: linted, and its schema inferred
+TRAIN_DATASET = "bike-train"  # what the model learns from; the retrain loop adds to it
 EVAL_DATASET = "bike-sharing-eval"
 PIPELINE_SOURCE = "pipeline.py:pipeline"
 FEATURES_CATEGORICAL = ["season", "mnth", "hr", "weekday", "weathersit"]
 FEATURES_NUMERIC = ["holiday", "workingday", "temp", "atemp", "hum", "windspeed"]
 TARGET = "cnt"
+MODEL_COLUMNS = [*FEATURES_CATEGORICAL, *FEATURES_NUMERIC, TARGET]
 
 
 GATES = """
@@ -67,7 +82,7 @@ source = "pipeline.py:pipeline"
 model = "bike-demand"
 data = "bike-sharing-eval@1"          # May-Jun 2011, months the model never saw
 label = "cnt"
-schema = "schemas/bike-sharing-hourly.toml"
+schema = "schemas/bike-model.toml"
 stage = "production"
 slices = ["season"]
 """
@@ -85,22 +100,86 @@ def load_bikes() -> Any:
 def run_quickstart(path: Path | None, console: Console) -> Path:
     """Run the tour in ``path`` (a new temporary folder by default); return the workspace."""
     root = Path(path) if path else Path(tempfile.mkdtemp(prefix="loopml-quickstart-"))
-    step = _Steps(console)
+    step = Steps(console)
+    started = time.perf_counter()
 
-    with step("Create a workspace with a pipeline and its gates"):
+    with step("Create a workspace with a pipeline, its gates and a monitor"):
         settings, client = _create_workspace(root, step)
 
     with step("Version the bike-sharing data and lint it"):
         bikes, schema = _version_and_lint(client, settings.root, step)
         dates = bikes["dteday"].astype(str)
+        train = bikes[dates < "2011-05-01"]
         test = bikes[(dates >= "2011-05-01") & (dates < "2011-07-01")]
-        held_out = client.add_dataset(EVAL_DATASET, test, "May-Jun 2011, held out").version
+        trained_on = client.add_dataset(TRAIN_DATASET, train[MODEL_COLUMNS], "Jan-Apr 2011")
+        held_out = client.add_dataset(EVAL_DATASET, test[MODEL_COLUMNS], "May-Jun 2011, held out")
         step.note(
-            f"{len(bikes):,} hourly rows; the pipeline trains on Jan-Apr 2011; "
-            f"{held_out.ref} holds May-Jun 2011 ({held_out.rows:,} rows) for evaluation"
+            f"{trained_on.version.ref}: Jan-Apr 2011 ({trained_on.version.rows:,} rows), what "
+            f"the pipeline trains on; {held_out.version.ref}: May-Jun 2011 "
+            f"({held_out.version.rows:,} rows) for evaluation"
+        )
+        (settings.root / "review.py").write_text(review_function_source(train), "utf-8")
+
+    mv, run_id = _first_champion(client, settings.root, held_out.version.ref, schema, step)
+
+    with step("Check a serving batch against the schema"):
+        _lint_serving_batch(client, test.drop(columns=[TARGET]), step)
+
+    with step("Write the champion's model card"):
+        markdown, html = _write_card(client, settings.root, mv.uri)
+        step.note(
+            f"{markdown.relative_to(settings.root)} and {html.name}: data, metrics per "
+            "season, gates, lineage, intended use and limitations"
         )
 
-    pipeline = _load_pipeline(settings.root)
+    features = FEATURES_CATEGORICAL + FEATURES_NUMERIC
+    with contextlib.ExitStack() as serving:
+        with step("Deploy the champion and serve real requests"):
+            port = _serve(client, test[features], serving, step)
+        loop = run_closed_loop(client, port, bikes, features, TARGET, step)
+
+    with step("Write the monitoring report"):
+        report = write_report(client, settings.root)
+        step.note(f"{report.name}: drift per feature over time, performance, alerts, the loop")
+
+    with step("Trace the lineage of the champion"):
+        for line in client.app.lineage.of_model(f"models:/{MODEL_NAME}@champion").lines():
+            step.note(line)
+
+    with step("Verify the audit trail"):
+        audit = client.verify_audit()
+        step.note(f"{audit.checked} hash-chained events, intact: {audit.ok}")
+    client.close()
+
+    _print_summary(console, settings.root, loop, report, time.perf_counter() - started)
+    _print_next(console, settings.root, run_id)
+    return settings.root
+
+
+def _print_summary(
+    console: Console, root: Path, loop: dict[str, Any], report: Path, seconds: float
+) -> None:
+    run = loop.get("loop")
+    console.print(f"\n[bold]The loop, closed[/] in {seconds:.0f} s:")
+    console.print(
+        f"  {loop.get('windows', 0)} windows judged; drifted: "
+        f"{', '.join(loop.get('drifted', [])) or 'nothing'}; {loop.get('alerts', 0)} alert(s)"
+    )
+    if run is not None:
+        console.print(
+            f"  retrain loop {run.id}: {run.state.value} "
+            f"(champion v{run.champion} -> candidate v{run.candidate})"
+        )
+        console.print(f"  {run.steps[-1].detail}", markup=False)
+    console.print(f"  report: {report}", markup=False)
+
+
+def _first_champion(
+    client: Client, root: Path, held_out: str, schema: DataSchema, step: Steps
+) -> tuple[ModelVersion, str]:
+    """Run the pipeline (twice, then with a worse param), check the model for production,
+    promote it; the version and the run that registered it."""
+    pipeline = _load_pipeline(root)
     with step("Run the pipeline"):
         first = _run_pipeline(client, pipeline, step)
     with step("Run it again: nothing changed, so nothing runs"):
@@ -120,13 +199,13 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
             client.app.evaluations,
             mv.uri,
             "production",
-            held_out.ref,
+            held_out,
             label=TARGET,
             actor=client.actor,
             slices=["season"],
             schema=schema,
         )
-        summary = settings.root / "loopml-check.md"
+        summary = root / "loopml-check.md"
         summary.write_text(verdict.to_markdown(), encoding="utf-8")
         step.note(f"{verdict.gates.summary()}; summary in {summary.name}")
 
@@ -141,49 +220,26 @@ def run_quickstart(path: Path | None, console: Console) -> Path:
         client.set_alias(MODEL_NAME, "champion", mv.version)
         step.note(f"models:/{MODEL_NAME}@champion -> v{mv.version}, in production")
 
-    columns = FEATURES_CATEGORICAL + FEATURES_NUMERIC
-    with step("Deploy the champion and serve real requests"):
-        _serve(client, test[columns], step)
-
-    with step("Check a serving batch against the schema"):
-        _lint_serving_batch(client, test.drop(columns=[TARGET]), schema, step)
-
-    with step("Write the champion's model card"):
-        markdown, html = _write_card(client, settings.root, mv.uri)
-        step.note(
-            f"{markdown.relative_to(settings.root)} and {html.name}: data, metrics per "
-            "season, gates, lineage, intended use and limitations"
-        )
-
-    with step("Trace the lineage of the champion"):
-        for line in client.app.lineage.of_model(f"models:/{MODEL_NAME}@champion").lines():
-            step.note(line)
-
-    with step("Verify the audit trail"):
-        report = client.verify_audit()
-        step.note(f"{report.checked} hash-chained events, intact: {report.ok}")
-    client.close()
-
-    _print_next(console, settings.root, run_id)
-    return settings.root
+    return mv, run_id
 
 
-def _create_workspace(root: Path, step: _Steps) -> tuple[Settings, Client]:
+def _create_workspace(root: Path, step: Steps) -> tuple[Settings, Client]:
     """A workspace with the gates and check defaults above and the example pipeline."""
     settings = init_workspace(root)
     config = settings.root / CONFIG_FILE
     if "[gates" not in config.read_text(encoding="utf-8"):
         with config.open("a", encoding="utf-8") as handle:
-            handle.write(GATES)
+            handle.write(GATES + MONITOR)
     example = resources.files("loopml.examples") / "bike_pipeline.py"
     (settings.root / "pipeline.py").write_text(example.read_text("utf-8"), "utf-8")
     settings = load_settings(settings.root)
     step.note(f"{settings.root} (SQLite metadata and artifacts in .loopml/)")
     step.note("pipeline.py: validate -> train -> evaluate -> gate -> register")
+    step.note("[monitor.bikes]: windows of 720 rows, drift rule -> retrain loop with a canary")
     return settings, Client(app=open_workspace(settings))
 
 
-def _try_worse_model(client: Client, pipeline: Pipeline, step: _Steps) -> None:
+def _try_worse_model(client: Client, pipeline: Pipeline, step: Steps) -> None:
     """Too much regularisation: the cache explains what changed, the gate refuses it."""
     worse = run_pipeline(
         pipeline.with_params({"train.alpha": 3000.0}), client=client, source=PIPELINE_SOURCE
@@ -228,7 +284,7 @@ def _load_pipeline(root: Path) -> Pipeline:
     return found
 
 
-def _run_pipeline(client: Client, pipeline: Pipeline, step: _Steps) -> PipelineResult:
+def _run_pipeline(client: Client, pipeline: Pipeline, step: Steps) -> PipelineResult:
     result = run_pipeline(pipeline, client=client, source=PIPELINE_SOURCE)
     for outcome in result.outcomes:
         step.note(f"{outcome.step:<9} {outcome.status.value:<7} {'; '.join(outcome.reasons)}")
@@ -238,47 +294,50 @@ def _run_pipeline(client: Client, pipeline: Pipeline, step: _Steps) -> PipelineR
     return result
 
 
-def _serve(client: Client, features: Any, step: _Steps) -> None:
-    """A deployment, the server on 127.0.0.1, real HTTP requests (one of them wrong), the
-    prediction log and the metrics."""
+def _serve(client: Client, features: Any, serving: contextlib.ExitStack, step: Steps) -> int:
+    """A deployment, the server on 127.0.0.1 (kept running by ``serving``), real HTTP
+    requests (one of them wrong), the prediction log and the metrics; the port."""
     import http.client
     import json
 
     from loopml.server.build import serving_in_thread
 
-    client.app.deployments.create("bikes", f"models:/{MODEL_NAME}@champion", client.actor)
+    client.app.deployments.create(DEPLOYMENT, f"models:/{MODEL_NAME}@champion", client.actor)
     rows = json.loads(features.head(3).to_json(orient="records"))
-    with serving_in_thread(client.app) as (running, port):
-        step.note(f"deployment bikes -> models:/{MODEL_NAME}@champion on http://127.0.0.1:{port}")
+    running, port = serving.enter_context(serving_in_thread(client.app))
+    step.note(
+        f"deployment {DEPLOYMENT} -> models:/{MODEL_NAME}@champion on http://127.0.0.1:{port}"
+    )
 
-        def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            conn.request(
-                "POST",
-                "/deployments/bikes/predict",
-                json.dumps(body),
-                {"content-type": "application/json"},
-            )
-            response = conn.getresponse()
-            answer = json.loads(response.read())
-            conn.close()
-            return response.status, answer
+    def post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(
+            "POST",
+            f"/deployments/{DEPLOYMENT}/predict",
+            json.dumps(body),
+            {"content-type": "application/json"},
+        )
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+        return response.status, answer
 
-        for row in rows:
-            status, answer = post({"rows": [row]})
-            step.note(
-                f"{status} v{answer['version']} {answer['route']}: "
-                f"{answer['predictions'][0]:.0f} bikes (request {answer['request_id'][:8]})"
-            )
-        wrong = {k: v for k, v in rows[0].items() if k != "temp"}
-        status, answer = post({"rows": [wrong]})
-        step.note(f"{status}: {answer['error']}")
-        metrics = running.server.metrics.text().splitlines()
-        counted = next(line for line in metrics if line.startswith("loopml_requests_total{"))
-        step.note(counted)
+    for row in rows:
+        status, answer = post({"rows": [row]})
+        step.note(
+            f"{status} v{answer['version']} {answer['route']}: "
+            f"{answer['predictions'][0]:.0f} bikes (request {answer['request_id'][:8]})"
+        )
+    wrong = {k: v for k, v in rows[0].items() if k != "temp"}
+    status, answer = post({"rows": [wrong]})
+    step.note(f"{status}: {answer['error']}")
+    metrics = running.server.metrics.text().splitlines()
+    counted = next(line for line in metrics if line.startswith("loopml_requests_total{"))
+    step.note(counted)
     client.app.prediction_sink.flush()
-    logged = client.app.predictions.tail("bikes", 10)
-    step.note(f"{len(logged)} answers in the prediction log (.loopml/predictions/bikes/)")
+    logged = client.app.predictions.tail(DEPLOYMENT, 10)
+    step.note(f"{len(logged)} answers in the prediction log (.loopml/predictions/{DEPLOYMENT}/)")
+    return int(port)
 
 
 def _print_next(console: Console, root: Path, run_id: str) -> None:
@@ -306,7 +365,7 @@ def _print_next(console: Console, root: Path, run_id: str) -> None:
         console.print(f"  {command}")
 
 
-def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, DataSchema]:
+def _version_and_lint(client: Client, root: Path, step: Steps) -> tuple[Any, DataSchema]:
     """Add the bundled data as a dataset version, infer its schema, validate it."""
     bikes = load_bikes()
     data_file = root / "data" / "bike_sharing_hourly.parquet"
@@ -323,13 +382,20 @@ def _version_and_lint(client: Client, root: Path, step: _Steps) -> tuple[Any, Da
         f"schema inferred to {schema_file.relative_to(root)}; the data "
         f"{'passes' if checked.ok else 'fails'} it ({len(checked.findings)} findings)"
     )
-    return bikes, schema
+    # The model's data holds only its features and label: the same rules, fewer columns.
+    model_schema = replace(
+        schema, columns=tuple(c for c in schema.columns if c.name in MODEL_COLUMNS), key=()
+    )
+    (root / "schemas" / "bike-model.toml").write_text(schema_to_toml(model_schema), "utf-8")
+    step.note("schemas/bike-model.toml: its rules for the model's columns")
+    return bikes, model_schema
 
 
-def _lint_serving_batch(client: Client, serving: Any, schema: DataSchema, step: _Steps) -> None:
+def _lint_serving_batch(client: Client, serving: Any, step: Steps) -> None:
     """A serving batch with a sensor fault: the schema catches it before any model does."""
     import pyarrow as pa
 
+    schema = read_schema(client.app.root / "schemas" / f"{DATASET}.toml")
     serving.loc[serving.index[:5], "hum"] = 7.5  # humidity is a share: 0 to 1
     report = client.app.validation.validate_batches(
         iter([pa.Table.from_pandas(serving, preserve_index=False)]), schema, "serving"
@@ -337,34 +403,3 @@ def _lint_serving_batch(client: Client, serving: Any, schema: DataSchema, step: 
     for finding in report.errors:
         step.note(f"{finding.check.value} in {finding.column}: seen {finding.seen}")
     step.note("a model server would refuse this batch before it reached the model")
-
-
-class _Steps:
-    """Numbered steps with a spinner in a terminal and plain lines when piped."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.n = 0
-        self.title = ""
-
-    def __call__(self, title: str) -> _Steps:
-        self.n += 1
-        self.title = title
-        return self
-
-    def __enter__(self) -> None:
-        self._status = self.console.status(f"{self.n}. {self.title}...")
-        self._status.__enter__()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._status.__exit__(exc_type, *rest)  # type: ignore[arg-type]
-        mark = "[green]✓[/]" if exc_type is None else "[red]✗[/]"
-        self.console.print(f"{mark} {self.n}. {self.title}")
-        for line in getattr(self, "_notes", []):
-            self.console.print(f"     {line}")
-        self._notes: list[str] = []
-
-    def note(self, text: str) -> None:
-        if not hasattr(self, "_notes"):
-            self._notes = []
-        self._notes.append(text)

@@ -30,9 +30,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from loopml.domain.deployments import canary_takes
-from loopml.domain.errors import InvalidInput
+from loopml.domain.errors import InvalidInput, InvalidState, NotFound
 from loopml.domain.predictions import Feedback, PredictionRecord, Route
 from loopml.domain.signature_check import FieldProblem, check_columns, columns_from_rows
 from loopml.ports import PredictionSink
@@ -40,6 +41,7 @@ from loopml.server.batching import Batcher
 from loopml.server.metrics import ServerMetrics
 from loopml.server.openapi import OPENAPI, docs_page
 from loopml.server.predict import Prediction, predict
+from loopml.server.review_desk import ReviewDesk
 from loopml.server.routing import Endpoint, RouteTable, Served
 
 log = logging.getLogger("loopml.server")
@@ -81,6 +83,24 @@ class HttpError(Exception):
         self.body = {"error": message, **extra}
 
 
+async def _off_loop(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a call that touches the metadata database in a thread; its clear errors become
+    4xx answers (unknown item 404, answered already 409, bad body 422)."""
+    try:
+        return await asyncio.to_thread(call)
+    except NotFound as exc:
+        raise HttpError(404, str(exc)) from exc
+    except InvalidState as exc:
+        raise HttpError(409, str(exc)) from exc
+    except InvalidInput as exc:
+        raise HttpError(422, str(exc)) from exc
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return {k: v[-1] for k, v in parse_qs(raw).items()}
+
+
 class NoLog:
     """A sink that keeps nothing: for a server built without a prediction log."""
 
@@ -101,8 +121,10 @@ class InferenceServer:
         shadow: Callable[[Callable[[], None]], bool] | None = None,
         max_batch_rows: int = 256,
         max_wait_s: float = 0.0,
+        review: ReviewDesk | None = None,
     ) -> None:
         self.routes = routes
+        self.review = review
         self.sink = sink if sink is not None else NoLog()
         self.feedback = feedback
         self.max_body_bytes = max_body_bytes
@@ -174,17 +196,31 @@ class InferenceServer:
             if parts == ["feedback"]:
                 body = await self._json_body(scope, receive)
                 return 200, self._add_feedback(body), _JSON
+            if parts == ["review"]:
+                body = await self._json_body(scope, receive)
+                desk = self._desk()
+                return 200, await _off_loop(lambda: desk.answer(body)), _JSON
             if len(parts) == 4 and parts[:2] == ["v2", "models"] and parts[3] == "infer":
                 body = await self._json_body(scope, receive)
                 return 200, await self._predict_v2(parts[2], body, request_id, scope), _JSON
             raise HttpError(404 if not self._is_get_path(parts) else 405, f"no POST {path}")
         if method in ("GET", "HEAD"):
+            if parts == ["review"]:
+                desk, deployment = self._desk(), _query(scope).get("deployment")
+                return 200, await _off_loop(lambda: desk.next_item(deployment)), _JSON
             return self._get(parts, path)
         raise HttpError(405, f"method {method} is not allowed on {path}")
 
     @staticmethod
     def _is_get_path(parts: list[str]) -> bool:
-        return parts[0] in ("health", "openapi.json", "docs", "metrics") or parts[:1] == ["v2"]
+        return parts[0] in ("health", "openapi.json", "docs", "metrics", "review") or parts[:1] == [
+            "v2"
+        ]
+
+    def _desk(self) -> ReviewDesk:
+        if self.review is None:
+            raise HttpError(404, "this server keeps no review queue (it logs no predictions)")
+        return self.review
 
     def _get(self, parts: list[str], path: str) -> tuple[int, Any, list[tuple[bytes, bytes]]]:
         ready = self.routes.ready

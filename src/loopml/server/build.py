@@ -24,6 +24,7 @@ from loopml.domain.errors import StorageError
 from loopml.domain.registry import ModelVersion
 from loopml.server.app import DEFAULT_MAX_BODY, InferenceServer
 from loopml.server.predict import warm
+from loopml.server.review_desk import ReviewDesk
 from loopml.server.routing import RouteTable
 
 log = logging.getLogger("loopml.server")
@@ -80,12 +81,14 @@ def create_server(
     routes.refresh_if_changed(app.audit.head())
     shadow = ShadowWorker()
     sink = app.prediction_sink if log_predictions else None
+    desk = ReviewDesk(app.reviews, app.monitor_specs) if log_predictions else None
     server = InferenceServer(
         routes,
         sink,
         feedback=app.predictions.add_feedback if log_predictions else None,
         max_body_bytes=max_body_bytes,
         shadow=shadow.submit,
+        review=desk,
     )
     gauges = server.metrics.gauges
     gauges["loopml_shadow_queue_depth"] = lambda: float(shadow.jobs.qsize())
@@ -93,6 +96,9 @@ def create_server(
         gauges["loopml_prediction_log_queue_depth"] = lambda: float(sink.queue_depth)
         gauges["loopml_prediction_log_dropped_total"] = lambda: float(sink.dropped)
         gauges["loopml_prediction_log_write_errors_total"] = lambda: float(sink.write_errors)
+    if desk is not None and desk.specs:
+        gauges["loopml_review_queue_size"] = lambda: float(desk.queue()[0])
+        gauges["loopml_review_oldest_age_seconds"] = lambda: desk.queue()[1]
     stop = routes.watch(app.audit.head, poll_s)
     # What is loaded now (libraries, models) lives as long as the server: move it out of
     # the garbage collector's sight, so that a full collection does not walk it and stall

@@ -40,6 +40,17 @@ _ERRORS = {
         (503, "the deployment serves no version"),
     )
 }
+_FEEDBACK = {
+    "type": "object",
+    "required": ["request_id", "label"],
+    "properties": {"request_id": {"type": "string"}, "label": {}},
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(c): _ERRORS[str(c)] for c in codes}
+
+
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -149,6 +160,56 @@ OPENAPI: dict[str, Any] = {
         },
         "/deployments": {"get": {"responses": {"200": {"description": "what serves where"}}}},
         "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text format"}}}},
+        "/feedback": {
+            "post": {
+                "summary": "The true outcome of answered requests, joined by request id",
+                "requestBody": _json_body(
+                    {
+                        "oneOf": [
+                            _FEEDBACK,
+                            {"type": "array", "items": _FEEDBACK},
+                        ]
+                    }
+                ),
+                "responses": {
+                    "200": {"description": "how many items were stored"},
+                    **_errors(400, 413, 415, 422),
+                },
+            }
+        },
+        "/review": {
+            "get": {
+                "summary": "The oldest open item of the human review queue",
+                "parameters": [
+                    {
+                        "name": "deployment",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"200": {"description": "the item (or null), queue size and age"}},
+            },
+            "post": {
+                "summary": "Answer a review item: its label joins the prediction log",
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["id", "label"],
+                        "properties": {
+                            "id": {"type": "integer"},
+                            "label": {},
+                            "reviewer": {"type": "string"},
+                        },
+                    }
+                ),
+                "responses": {
+                    "200": {"description": "the answered item, with whether it agrees"},
+                    "409": {"description": "the item was answered already"},
+                    **_errors(400, 404, 413, 415, 422),
+                },
+            },
+        },
     },
     "components": {"schemas": {"Problem": _PROBLEM}},
 }

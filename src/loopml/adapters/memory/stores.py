@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loopml.domain.audit import GENESIS_HASH, AuditEvent, AuditRecord, seal
 from loopml.domain.errors import AlreadyExists, ConcurrentModification, NotFound
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from loopml.domain.artifacts import ArtifactRef
     from loopml.domain.datasets import DatasetVersion
     from loopml.domain.deployments import Revision
+    from loopml.domain.loop import JobRun
     from loopml.domain.model_evaluation import ModelEvaluation
     from loopml.domain.step_cache import StepRecord
     from loopml.ports import Clock, NewModelVersion, NewRun, StageChange
@@ -108,6 +109,14 @@ class MemoryDatabase:
         self.evaluations: list[ModelEvaluation] = []  # in creation order
         self.steps: dict[tuple[str, str, str], StepRecord] = {}
         self.deployments: dict[str, list[Revision]] = {}  # each deployment's history
+        # monitoring keeps the rows of the SQL tables, JSON text included (monitoring.py)
+        self.windows: dict[tuple[str, str], dict[str, Any]] = {}  # in creation order
+        self.references: dict[str, str] = {}
+        self.review_items: dict[int, dict[str, Any]] = {}  # by id, in creation order
+        self.review_cursors: dict[str, int] = {}
+        self.loops: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[tuple[str, int], JobRun] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}  # rows of the SQL table, by id
         self.events: list[AuditEvent] = []
         self.head: tuple[int, str] | None = None
 

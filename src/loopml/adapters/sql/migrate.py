@@ -21,7 +21,7 @@ from sqlalchemy import inspect, text
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.domain.errors import SchemaOutOfDate, StorageError
 
-HEAD_REVISION = "0006"  # the newest file in migrations/versions; a test keeps them in step
+HEAD_REVISION = "0007"  # the newest file in migrations/versions; a test keeps them in step
 _PG_LOCK_KEY = 0x100B_3A11
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -287,4 +288,106 @@ deployment_history = Table(
     Column("action", String(32), nullable=False),
     Column("state", Text, nullable=False),
     Column("reason", Text),
+)
+
+# Monitoring: one row per evaluated window of a deployment's traffic, the report as JSON.
+# ``score`` repeats the report's score for SQL filters and dashboards; reads rebuild it
+# from the report. JSON has no infinity, so an infinite score is stored as the largest
+# float (ordering is kept) and NaN as NULL (see adapters/monitor_rows.py).
+monitor_windows = Table(
+    "monitor_windows",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(128), nullable=False),
+    Column("window_key", String(256), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("end_ms", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("score", Float),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("report", Text, nullable=False),  # JSON of WindowReport.to_dict()
+    UniqueConstraint("deployment", "window_key", name="uq_monitor_windows_window"),
+    Index("ix_monitor_windows_created", "deployment", "created_ms"),
+)
+
+# Summarised references (plain JSON) that windows are compared with, by key.
+monitor_references = Table(
+    "monitor_references",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+# The human review queue: each (request_id, row) enters once; answers are stored on the row.
+review_items = Table(
+    "review_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deployment", String(128), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("row", Integer, nullable=False),
+    Column("request_rows", Integer, nullable=False),  # rows of the whole request
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("inputs", Text, nullable=False),  # JSON object
+    Column("output", Text, nullable=False),  # JSON
+    Column("confidence", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("label", Text),  # JSON, once answered
+    Column("reviewer", String(256)),
+    Column("labelled_ms", BigInteger),
+    Column("agrees", Boolean),
+    UniqueConstraint("request_id", "row", name="uq_review_items_request_row"),
+    Index("ix_review_items_queue", "deployment", "status", "time_ms"),
+)
+
+# Time up to which each deployment's prediction log was scanned for review.
+review_cursors = Table(
+    "review_cursors",
+    metadata,
+    Column("deployment", String(128), primary_key=True),
+    Column("time_ms", BigInteger, nullable=False),
+)
+
+# Retrain loop runs: the run as JSON, with state and revision (compare-and-set) beside it.
+loop_runs = Table(
+    "loop_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("deployment", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),  # JSON of LoopRun.to_dict()
+    Index("ix_loop_runs_deployment", "deployment", "created_ms"),
+)
+
+# The agent's job ledger: the primary key makes claiming a slot an insert only one
+# process can win.
+agent_jobs = Table(
+    "agent_jobs",
+    metadata,
+    Column("job", String(128), primary_key=True),
+    Column("due_ms", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", String(16), nullable=False),
+    Column("started_ms", BigInteger, nullable=False),
+    Column("finished_ms", BigInteger),
+    Column("detail", Text, nullable=False),
+)
+
+# Alerts that fired (domain/alerts.py), whole as JSON with what each sink reported; the id
+# derives from the de-dup key and the window, so the same firing is stored once.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("deployment", String(128), nullable=False),
+    Column("dedup_key", String(512), nullable=False),
+    Column("time_ms", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Index("ix_alerts_dedup", "dedup_key", "time_ms"),
+    Index("ix_alerts_deployment", "deployment", "time_ms"),
 )

@@ -1,0 +1,50 @@
+"""The review queue over HTTP: ``GET /review`` shows the oldest open item, ``POST /review``
+answers one. The answer becomes a label of the prediction (see :mod:`loopml.services.review`).
+
+``GET /review?deployment=NAME`` first queues the deployment's unsure rows logged since the
+last look, so a person sees the newest ones without waiting for the agent. Both calls
+touch the metadata database, so the server runs them off its event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from loopml.domain.errors import InvalidInput
+from loopml.domain.monitoring import MonitorSpec
+from loopml.services.review import ReviewService
+
+DEFAULT_REVIEWER = "http"
+
+
+class ReviewDesk:
+    def __init__(self, reviews: ReviewService, specs: Mapping[str, MonitorSpec]) -> None:
+        self.reviews = reviews
+        self.specs = dict(specs)
+
+    def next_item(self, deployment: str | None) -> dict[str, Any]:
+        for spec in self.specs.values():
+            if deployment is None or spec.deployment == deployment:
+                self.reviews.sync(spec)
+        item = self.reviews.next(deployment)
+        size, age = self.reviews.stats(deployment)
+        return {"item": None if item is None else item.to_dict(), "open": size, "oldest_age_s": age}
+
+    def answer(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or "id" not in body or "label" not in body:
+            raise InvalidInput(
+                "a review answer is an object with 'id' (the item's id from GET /review) and "
+                f"'label' (the true answer), and optionally 'reviewer'; got {body!r:.200}"
+            )
+        item_id, reviewer = body["id"], body.get("reviewer", DEFAULT_REVIEWER)
+        if isinstance(item_id, bool) or not isinstance(item_id, int):
+            raise InvalidInput(f"'id' must be the item's integer id, got {item_id!r}")
+        if not isinstance(reviewer, str) or not reviewer.strip():
+            raise InvalidInput(f"'reviewer' must be a name, got {reviewer!r}")
+        return self.reviews.label(item_id, body["label"], reviewer).to_dict()
+
+    def queue(self) -> tuple[int, float]:
+        """(open items, age in seconds of the oldest) for the metrics."""
+        size, age = self.reviews.stats(None)
+        return size, age or 0.0
