@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import cli
@@ -82,7 +83,7 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def run_json(ws: Workspace, *args: str) -> object:
+def run_json(ws: Workspace, *args: str) -> Any:
     code, output = cli(ws.root, *args, "--json")
     assert code == 0, output
     return json.loads(output)
@@ -101,7 +102,7 @@ def test_monitor_run_status_and_report(ws: Workspace, tmp_path: Path) -> None:
     assert code == 0, output
     assert output.count("rows:") == 2 and "temp, prediction" in output
     status = run_json(ws, "monitor", "status", "demand", "--last", "1")
-    assert [w["window_key"] for w in status] == [first["windows"][1]["window_key"]]  # type: ignore[index]
+    assert [w["window_key"] for w in status] == [first["windows"][1]["window_key"]]
 
     page = tmp_path / "out" / "report.html"
     report = run_json(ws, "monitor", "report", "demand", "--html", str(page))
@@ -116,6 +117,8 @@ def test_monitor_run_status_and_report(ws: Workspace, tmp_path: Path) -> None:
 def test_monitor_text_output_and_no_windows(ws: Workspace) -> None:
     code, output = cli(ws.root, "monitor", "status", "demand")
     assert code == 0 and "no windows yet: run `loopml monitor run demand`" in output
+    empty = run_json(ws, "monitor", "report", "demand")
+    assert isinstance(empty, dict) and empty["windows"] == [] and empty["alerts"] == []
     code, output = cli(ws.root, "monitor", "run", "demand")
     assert code == 0, output
     assert "2 new window(s)" in output and "v1" in output
@@ -124,7 +127,7 @@ def test_monitor_text_output_and_no_windows(ws: Workspace) -> None:
 def test_alerts_list(ws: Workspace) -> None:
     assert run_json(ws, "alerts", "list") == []
     cli(ws.root, "monitor", "run", "demand")
-    [alert] = run_json(ws, "alerts", "list", "--json", "--deployment", "demand")[:1]  # type: ignore[index]
+    [alert] = run_json(ws, "alerts", "list", "--deployment", "demand")
     assert alert["rule"] == "drift" and alert["metric"] == "drift_score"
     assert alert["deliveries"] == [
         {"sink": "log", "ok": True, "attempts": 1, "error": "", "status": None}
@@ -138,11 +141,11 @@ def test_review_next_label_and_stats(ws: Workspace) -> None:
     assert isinstance(item, dict) and item["status"] == "open"
     assert item["model"] == "models:/hot/1" and item["confidence"] < 0.75
     answered = run_json(ws, "review", "label", str(item["id"]), str(item["output"]))
-    assert answered["status"] == "labelled" and answered["label"] == item["output"]  # type: ignore[index]
+    assert answered["status"] == "labelled" and answered["label"] == item["output"]
     stats = run_json(ws, "review", "stats", "hot")
-    assert stats["answered"] == 1 and stats["agreement"] == 1.0  # type: ignore[index]
-    assert stats["by_version"] == {"1": {"answered": 1, "agreed": 1}}  # type: ignore[index]
-    assert stats["open"] > 0  # type: ignore[index,operator]
+    assert stats["answered"] == 1 and stats["agreement"] == 1.0
+    assert stats["by_version"] == {"1": {"answered": 1, "agreed": 1}}
+    assert stats["open"] > 0
 
     code, output = cli(ws.root, "review", "label", str(item["id"]), "0")
     assert code == 5 and "answered already" in flat(output)
@@ -172,7 +175,7 @@ def test_loop_start_and_status(ws: Workspace) -> None:
     assert deployment.canary is not None and deployment.canary.version == 2
     assert deployment.canary_share == 25.0
 
-    [listed] = run_json(ws, "loop", "status", "demand")  # type: ignore[misc]
+    [listed] = run_json(ws, "loop", "status", "demand")
     assert listed["id"] == run["id"] and listed["state"] == "canary"
     code, output = cli(ws.root, "loop", "status", "demand")
     assert code == 0 and f"loop {run['id']}" in output and "trained" in output

@@ -175,3 +175,19 @@ action = "retrain"
     outcomes = {o.job: o for o in runner.tick()}
     assert outcomes["loop:demand"].detail.startswith(f"loop {run.id}: canary")
     assert trainer.calls == 1  # watching trains nothing
+
+
+def test_a_broken_review_set_up_never_holds_back_the_alerts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rule = '[[alerts.rules]]\nname = "drift"\nmetric = "drift_score"\n'
+    rule += 'comparison = "above"\nthreshold = 1.0\n'
+    ws = open_workspace(tmp_path, monkeypatch, rule)
+    ws.deploy(ws.train(bikes(600, seed=0)))
+    ws.serve("demand", bikes(100, seed=1, temp_shift=3.0), at_ms=T0 - 100_000)
+    # a regressor logs no confidence: review_below without review_function cannot work
+    spec = MonitorSpec("demand", window_rows=100, review_below=0.5, schedule="@every 1m")
+    [outcome] = agent(ws, {"demand": spec}).tick()
+    assert not outcome.ok and "logs no confidence" in outcome.detail
+    [(alert, _)] = ws.app.alerting.list("demand")  # the drift was still told
+    assert alert.rule == "drift"

@@ -9,10 +9,11 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from loopml.domain.alerts import RuleAction
+from loopml.domain.alerts import Alert, Delivery, RuleAction
 from loopml.domain.errors import ConfigError
 from loopml.domain.loop import LoopState
 from loopml.domain.monitoring import LoopSpec, MonitorSpec
@@ -53,7 +54,7 @@ class Hook(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _HookHandler)
         self.status = status
         self.delay_s = delay_s
-        self.bodies: list[dict[str, object]] = []
+        self.bodies: list[dict[str, Any]] = []
 
     @property
     def port(self) -> int:
@@ -122,7 +123,7 @@ class Traffic:
         self.at = T0 - 3_600_000
         self.seed = 10
 
-    def window(self, *, drifted: bool) -> list[object]:
+    def window(self, *, drifted: bool) -> list[tuple[Alert, list[Delivery]]]:
         rows = bikes(100, seed=self.seed)
         if drifted:
             rows["temp"] += 3.0
@@ -132,9 +133,9 @@ class Traffic:
         assert len(self.ws.app.monitoring.run(SPEC)) == 1
         return self.check()
 
-    def check(self) -> list[object]:
+    def check(self) -> list[tuple[Alert, list[Delivery]]]:
         app = self.ws.app
-        return app.alerting.check("demand", app.monitoring.windows("demand"))  # type: ignore[return-value]
+        return app.alerting.check("demand", app.monitoring.windows("demand"))
 
 
 def test_consecutive_drifted_windows_fire_once(
@@ -146,7 +147,7 @@ def test_consecutive_drifted_windows_fire_once(
     assert traffic.window(drifted=False) == []
     assert traffic.window(drifted=True) == []  # 1 of 3
     assert traffic.window(drifted=True) == []  # 2 of 3
-    [(alert, deliveries)] = traffic.window(drifted=True)  # type: ignore[misc]
+    [(alert, deliveries)] = traffic.window(drifted=True)
     assert alert.rule == "drift" and alert.metric == "drift_score"
     assert alert.windows == 3 and alert.value >= 1.0
     assert alert.window == ws.app.monitoring.windows("demand")[-1].window_key
@@ -175,7 +176,7 @@ def test_a_new_episode_waits_for_the_cooldown(
     for _ in range(3):  # back for three windows: a new episode, inside the cooldown
         assert traffic.window(drifted=True) == []
     ws.clock.advance(601)
-    [(again, _)] = traffic.check()  # type: ignore[misc]
+    [(again, _)] = traffic.check()
     assert again.windows == 3
     assert len(ws.app.alerting.list("demand")) == 2
 
@@ -200,13 +201,13 @@ def test_a_webhook_answering_500_is_a_failed_delivery(
     traffic = Traffic(ws)
     traffic.window(drifted=True)
     traffic.window(drifted=True)
-    [(alert, deliveries)] = traffic.window(drifted=True)  # type: ignore[misc]
+    [(alert, deliveries)] = traffic.window(drifted=True)
     ops, logged = deliveries
     assert (ops.sink, ops.ok, ops.attempts, ops.status) == ("ops", False, 2, 500)
     assert "answered 500" in ops.error
     assert logged.ok  # one sink failing does not stop the others
     assert len(failing_hook.bodies) == 2  # retried once
-    assert failing_hook.bodies[0]["alert"]["id"] == alert.id  # type: ignore[index]
+    assert failing_hook.bodies[0]["alert"]["id"] == alert.id
     [(stored, stored_deliveries)] = ws.app.alerting.list("demand")
     assert stored == alert
     assert [(d.sink, d.ok, d.status) for d in stored_deliveries] == [
@@ -222,7 +223,7 @@ def test_a_webhook_that_times_out_is_a_failed_delivery(
     more = WEBHOOK.format(port=slow_hook.port, timeout=0.2)
     ws = workspace(tmp_path, monkeypatch, sinks='["ops"]', windows=1, more=more)
     started = time.monotonic()
-    [(alert, [delivery])] = Traffic(ws).window(drifted=True)  # type: ignore[misc]
+    [(alert, [delivery])] = Traffic(ws).window(drifted=True)
     assert time.monotonic() - started < 5
     assert (delivery.ok, delivery.attempts) == (False, 2)
     assert "no answer within timeout_s = 0.2 s" in delivery.error

@@ -160,7 +160,8 @@ def test_a_better_candidate_is_promoted(ws: Workspace) -> None:
     run = ws.app.loops.step(run, SPEC, trainer)
     assert run.state is LoopState.CANARY
     assert routes(ws) == (Target("demand", 1), Target("demand", 2), 40.0)
-    assert run.watch_until_ms == run.canary_since_ms + 60_000  # type: ignore[operator]
+    assert run.canary_since_ms is not None
+    assert run.watch_until_ms == run.canary_since_ms + 60_000
 
     canary_traffic(ws, new_world, seed=20)
     watching = ws.app.loops.step(run, SPEC, trainer)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from loopml.domain.drift import DriftMethod
+from loopml.domain.drift import DriftMethod, FeatureDrift
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.monitoring import MonitorSpec, WindowReport
 from loopml.domain.predictions import Route
@@ -26,12 +27,13 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     return workspace
 
 
-def rows_spec(**kwargs: object) -> MonitorSpec:
-    return MonitorSpec("demand", **{"window_rows": 100, "min_rows": 30, **kwargs})  # type: ignore[arg-type]
+def rows_spec(**kwargs: Any) -> MonitorSpec:
+    values: dict[str, Any] = {"window_rows": 100, "min_rows": 30, **kwargs}
+    return MonitorSpec("demand", **values)
 
 
-def by_column(columns: tuple[object, ...]) -> dict[str, object]:
-    return {c.column: c for c in columns}  # type: ignore[attr-defined]
+def by_column(columns: tuple[FeatureDrift, ...]) -> dict[str, FeatureDrift]:
+    return {c.column: c for c in columns}
 
 
 # windows -----------------------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_regression_performance_from_feedback_labels(ws: Workspace) -> None:
     ws.label(ids[:60], live["demand"].head(60).tolist())
     [window] = ws.app.monitoring.run(rows_spec(label="demand"))
     assert window.labelled_rows == 60
-    model = ws.app.registry.load("models:/demand/1")
+    model: Any = ws.app.registry.load("models:/demand/1")
     errors = model.predict(live[["temp", "hour", "city"]].head(60)) - live["demand"].head(60)
     assert window.performance["rmse"] == pytest.approx(math.sqrt(np.mean(errors**2)))
     assert window.performance["mae"] == pytest.approx(np.mean(np.abs(errors)))

@@ -4,6 +4,7 @@ answers stored, audited and joined to the log as feedback."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.predictions import Route
 from loopml.domain.review import ReviewStatus
 from monitoring_support import T0, Workspace, bikes, classifier, open_workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FEATURES = ["temp", "hour"]
 BELOW = 0.75
@@ -27,13 +31,15 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     return workspace
 
 
-def spec(**kwargs: object) -> MonitorSpec:
-    return MonitorSpec("hot", **{"window_rows": 100, "review_below": BELOW, **kwargs})  # type: ignore[arg-type]
+def spec(**kwargs: Any) -> MonitorSpec:
+    values: dict[str, Any] = {"window_rows": 100, "review_below": BELOW, **kwargs}
+    return MonitorSpec("hot", **values)
 
 
-def unsure(ws: Workspace, rows: object) -> list[int]:
+def unsure(ws: Workspace, rows: pd.DataFrame) -> list[int]:
     """Positions of the rows the deployed classifier is less sure of than BELOW."""
-    proba = ws.app.registry.load("models:/hot/1").predict_proba(rows[FEATURES])  # type: ignore[index]
+    model: Any = ws.app.registry.load("models:/hot/1")
+    proba = model.predict_proba(rows[FEATURES])
     return np.flatnonzero(proba.max(axis=1) < BELOW).tolist()
 
 
@@ -94,7 +100,8 @@ def test_a_label_becomes_feedback_and_agreement_is_counted(ws: Workspace) -> Non
 
     events = [e for e in ws.client.audit_events() if e.action == "review.label"]
     events.sort(key=lambda e: e.seq)
-    assert [(e.actor, e.after["agrees"]) for e in events] == [("ana", True), ("bo", False)]  # type: ignore[index]
+    answers = [(e.actor, (e.after or {})["agrees"]) for e in events]
+    assert answers == [("ana", True), ("bo", False)]
     assert ws.client.verify_audit().ok
 
 
@@ -167,7 +174,7 @@ def test_a_review_function_scores_the_rows(tmp_path: Path, monkeypatch: pytest.M
     rules = MonitorSpec(
         "demand", window_rows=100, review_below=0.5, review_function="review_rules.py:hot_hours"
     )
-    model = ws.app.registry.load("models:/demand/1")
+    model: Any = ws.app.registry.load("models:/demand/1")
     predicted = model.predict(live[["temp", "hour", "city"]])
     expected = {ids[i] for i in range(120) if live["hour"][i] >= 22 or predicted[i] > 150}
     assert 0 < len(expected) < 120

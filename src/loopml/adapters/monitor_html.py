@@ -166,7 +166,7 @@ def _drift(report: MonitorReport, trends: Sequence[ColumnTrend], role: str) -> s
         else f"Severity of the {role}s",
         times,
         [(t.column, t.severities) for t in top],
-        "severity (score / threshold)",
+        "level (score / threshold, under 1.0 unless drifted)",
         line_at=1.0,
     )
     return f'<div class="charts">{chart}</div>{_heat_table(report, trends, role)}'
@@ -268,7 +268,7 @@ def _segments(report: MonitorReport) -> str:
     ranked = sorted(latest.segments.items(), key=lambda kv: (-_orderable(_score(kv[1])), kv[0]))
     rows = []
     for value, columns in ranked[:MAX_SEGMENTS]:
-        worst = max(columns, key=lambda c: _orderable(c.severity), default=None)
+        worst = max(columns, key=lambda c: _orderable(c.level), default=None)
         drifted = ", ".join(escape(c.column) for c in columns if c.drifted) or "none"
         top = "" if worst is None else f"<code>{escape(worst.column)}</code> "
         top += "" if worst is None else f"<small>{escape(worst.detail)}</small>"

@@ -13,6 +13,7 @@ import typer
 
 from loopml.cli.context import fmt_ms, handled, new_table, out, print_json, state
 from loopml.domain.errors import InvalidInput, NotFound
+from loopml.domain.loop import LoopState
 
 if TYPE_CHECKING:
     from loopml.bootstrap import Loopml
@@ -329,8 +330,10 @@ def loop_start(
             run = app.loops.run_to_end(run, spec, PipelineTrainer(client))
     if as_json:
         print_json(run.to_dict())
-        return
-    out.print(f"loop {run.id}: {run.state.value}: {run.steps[-1].detail}", markup=False)
+    else:
+        out.print(f"loop {run.id}: {run.state.value}: {run.steps[-1].detail}", markup=False)
+    if run.state in (LoopState.FAILED, LoopState.REJECTED, LoopState.ROLLED_BACK):
+        raise typer.Exit(1)  # for scripts: the candidate did not reach production
 
 
 # agent ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 reads them), its :class:`~loopml.domain.loop.LoopRun` values, and summaries computed from
 them:
 
-* one :class:`ColumnTrend` per feature and per model output: its severity in every window
+* one :class:`ColumnTrend` per feature and per model output: its level (the severity,
+  held under 1.0 unless the column drifted) in every window
   (NaN where the window did not measure it), ranked most worrying first: drifted in its
   newest measurement, then that measurement's severity, then the largest ever, then the
   name (a window too small to judge does not hide what the one before it showed);
@@ -65,7 +66,7 @@ class ColumnTrend:
 
     @property
     def latest_severity(self) -> float:
-        return self.latest.severity
+        return self.latest.level
 
     @property
     def max_severity(self) -> float:
@@ -271,7 +272,7 @@ def _trends(windows: Sequence[WindowReport], role: str) -> tuple[ColumnTrend, ..
     for i, window in enumerate(windows):
         for column in window.features if role == "feature" else window.outputs:
             name = column.column
-            severities.setdefault(name, [NAN] * len(windows))[i] = column.severity
+            severities.setdefault(name, [NAN] * len(windows))[i] = column.level
             drifted[name] = drifted.get(name, 0) + column.drifted
             latest[name] = (column, window.window_key)
     trends = [

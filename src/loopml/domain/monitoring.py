@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
-from loopml.domain.drift import FeatureDrift
+from loopml.domain.drift import FeatureDrift, dataset_score
 from loopml.domain.errors import InvalidInput
 from loopml.domain.names import validate_identifier
 from loopml.domain.schedule import Schedule
@@ -191,9 +191,9 @@ class WindowReport:
 
     @property
     def score(self) -> float:
-        """Largest severity over features and outputs: 1.0 or more means drift (see
-        :func:`judged_severity`)."""
-        return max((judged_severity(c) for c in (*self.features, *self.outputs)), default=0.0)
+        """Largest level over features and outputs: 1.0 or more means drift (see
+        :attr:`~loopml.domain.drift.FeatureDrift.level`)."""
+        return dataset_score([*self.features, *self.outputs])
 
     @property
     def drifted(self) -> tuple[str, ...]:
@@ -205,7 +205,7 @@ class WindowReport:
         if self.features or self.outputs:  # a window too small to judge says nothing of drift
             seen["drift_score"] = self.score
         for c in (*self.features, *self.outputs):
-            seen[f"feature_drift:{c.column}"] = judged_severity(c)
+            seen[f"feature_drift:{c.column}"] = c.level
         for name, value in self.performance.items():
             seen[f"performance:{name}"] = value
         if self.latency_p99_ms is not None:
@@ -267,18 +267,6 @@ class WindowReport:
                 f"stored monitoring window is damaged ({exc!r}); expected a dict made by "
                 "WindowReport.to_dict()"
             ) from exc
-
-
-_UNDER_THE_LINE = math.nextafter(1.0, 0.0)
-
-
-def judged_severity(column: FeatureDrift) -> float:
-    """A column's severity as alerts read it: 1.0 or more only if it drifted. In a small
-    window an effect size can cross its line while its test calls it sampling noise
-    (``drifted`` false); such a column is held just under the line, so a rule such as
-    ``drift_score above 1.0`` never fires on noise."""
-    severity = column.severity
-    return severity if column.drifted else min(severity, _UNDER_THE_LINE)
 
 
 def _is_number(value: object) -> bool:

@@ -91,7 +91,6 @@ class Agent:
     def monitor_once(self, spec: MonitorSpec) -> str:
         """Windows, review queue, alerts and (if a rule says so) a retrain loop, now."""
         reports = self.monitoring.run(spec)
-        queued = self.reviews.sync(spec)
         windows = self.monitoring.windows(spec.deployment)
         fired = self.alerts.check(spec.deployment, windows)
         parts = [f"{len(reports)} new window(s)"]
@@ -100,16 +99,23 @@ class Agent:
             parts.append(f"latest score {latest.score:.2f}")
             if latest.drifted:
                 parts.append(f"drifted: {', '.join(latest.drifted)}")
-        if queued:
-            parts.append(f"{queued} row(s) queued for review")
         for alert, deliveries in fired:
             failed = [d for d in deliveries if not d.ok]
             parts.append(f"alert {alert.rule} ({alert.metric} {alert.value:.3g})")
             for d in failed:
                 log.warning("alert %s not delivered to %s: %s", alert.id, d.sink, d.error)
-            if alert.action is RuleAction.RETRAIN and spec.loop is not None:
+            if alert.action is RuleAction.RETRAIN and spec.loop is None:
+                parts.append(
+                    f"rule {alert.rule} asks to retrain, but [monitor.{spec.deployment}.loop] "
+                    "is missing: no loop started"
+                )
+            elif alert.action is RuleAction.RETRAIN:
                 run = self.loops.start(spec, trigger=f"alert {alert.id} ({alert.rule})")
                 parts.append(f"retrain loop {run.id} {run.state.value}")
+        # The review queue last: a review set-up that fails never holds back the alerts.
+        queued = self.reviews.sync(spec)
+        if queued:
+            parts.append(f"{queued} row(s) queued for review")
         return "; ".join(parts)
 
     def loop_once(self, spec: MonitorSpec) -> str:
