@@ -281,3 +281,26 @@ def test_a_retrain_rule_makes_the_agent_start_a_loop(
     ws.serve("demand", more, at_ms=T0 - 50_000)
     agent.monitor_once(spec)  # same episode: no alert, and never a second loop
     assert len(app.loops.history("demand")) == 1
+
+
+QUEUE_RULE = """
+[[alerts.rules]]
+name = "stale-reviews"
+deployment = "demand"
+metric = "review_queue_age_s"
+comparison = "above"
+threshold = 3600
+"""
+
+
+def test_live_figures_such_as_the_review_queue_age_fire_rules_once_per_episode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = workspace(tmp_path, monkeypatch, more=QUEUE_RULE)
+    app = ws.app
+    assert app.alerting.check("demand", [], {"review_queue_age_s": 120.0}) == []
+    [(alert, [delivery])] = app.alerting.check("demand", [], {"review_queue_age_s": 7200.0})
+    assert alert.rule == "stale-reviews" and alert.value == 7200.0 and delivery.ok
+    ws.clock.advance(60)
+    # still stale a minute later: the same episode, no second alert
+    assert app.alerting.check("demand", [], {"review_queue_age_s": 7260.0}) == []

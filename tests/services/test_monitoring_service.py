@@ -289,6 +289,16 @@ def test_a_multi_row_request_labelled_with_a_list(ws: Workspace) -> None:
     assert window.performance["rmse"] < 3.0  # the right label on the right row
 
 
+def test_labels_for_request_ids_the_log_never_saw_join_nothing(ws: Workspace) -> None:
+    live = bikes(100, seed=1)
+    ids = ws.serve("demand", live, at_ms=T0 - 100_000)
+    ws.label(ids[:30], live["demand"].head(30).tolist())
+    ws.label([f"ghost-{i}" for i in range(50)], [1e6] * 50)  # wild labels, unknown ids
+    [window] = ws.app.monitoring.run(rows_spec(label="demand"))
+    assert window.labelled_rows == 30
+    assert window.performance["rmse"] < 3.0  # the ghosts' labels touched nothing
+
+
 def test_no_labels_no_performance(ws: Workspace) -> None:
     ws.serve("demand", bikes(100, seed=1), at_ms=T0 - 100_000)
     [window] = ws.app.monitoring.run(rows_spec(label="demand"))

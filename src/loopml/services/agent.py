@@ -92,7 +92,11 @@ class Agent:
         """Windows, review queue, alerts and (if a rule says so) a retrain loop, now."""
         reports = self.monitoring.run(spec)
         windows = self.monitoring.windows(spec.deployment)
-        fired = self.alerts.check(spec.deployment, windows)
+        live: dict[str, float] = {}
+        if spec.review_below is not None:
+            _, age = self.reviews.stats(spec.deployment)
+            live["review_queue_age_s"] = 0.0 if age is None else age
+        fired = self.alerts.check(spec.deployment, windows, live)
         parts = [f"{len(reports)} new window(s)"]
         if reports:
             latest = reports[-1]

@@ -44,17 +44,23 @@ class AlertService:
         self.clock = clock
 
     def check(
-        self, deployment: str, windows: Sequence[WindowReport]
+        self,
+        deployment: str,
+        windows: Sequence[WindowReport],
+        live: Mapping[str, float] | None = None,
     ) -> list[tuple[Alert, list[Delivery]]]:
-        """Fire what the windows (oldest first) call for; return the new alerts."""
+        """Fire what the windows (oldest first) and the ``live`` figures (read now, e.g.
+        ``review_queue_age_s``) call for; return the new alerts."""
         observations = [
             seen
             for w in windows[-HISTORY_WINDOWS:]
             if not w.note or w.rows
             for seen in Observation.of_window(deployment, w.window_key, w.end_ms, w.observations())
         ]
-        fired: list[tuple[Alert, list[Delivery]]] = []
         now = self.clock.now_ms()
+        if live:
+            observations += Observation.of_window(deployment, f"live:{now}", now, live)
+        fired: list[tuple[Alert, list[Delivery]]] = []
         for rule in self.rules:
             if not rule.applies_to(deployment):
                 continue
