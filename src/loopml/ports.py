@@ -12,32 +12,36 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from loopml.domain.alerts import Alert, Delivery
-from loopml.domain.approvals import ApprovalRequest, ApprovalStatus
-from loopml.domain.artifacts import ArtifactRef, Digest
-from loopml.domain.audit import AuditEvent, AuditRecord
-from loopml.domain.datasets import DataColumn, Dataset, DatasetVersion, FolderStatus, SourceFile
-from loopml.domain.deployments import Deployment, Revision
+from loopml.domain.datasets import DatasetVersion
 from loopml.domain.lifecycle import Stage
-from loopml.domain.loop import JobRun, JobState, LoopRun
-from loopml.domain.model_evaluation import ModelEvaluation
-from loopml.domain.monitoring import WindowReport
-from loopml.domain.paging import Page
-from loopml.domain.predictions import Feedback, PredictionRecord
-from loopml.domain.registry import Model, ModelVersion, Signature
-from loopml.domain.review import ReviewItem, ReviewStatus
-from loopml.domain.step_cache import StepRecord
-from loopml.domain.tracking import (
-    CodeVersion,
-    DatasetRef,
-    EnvironmentInfo,
-    Experiment,
-    Metric,
-    Run,
-    RunStatus,
-)
+from loopml.domain.registry import ModelVersion
+
+if TYPE_CHECKING:  # annotations only: importing ports stays cheap
+    from loopml.domain.alerts import Alert, Delivery
+    from loopml.domain.approvals import ApprovalRequest, ApprovalStatus
+    from loopml.domain.artifacts import ArtifactRef, Digest
+    from loopml.domain.audit import AuditEvent, AuditRecord
+    from loopml.domain.datasets import DataColumn, Dataset, FolderStatus, SourceFile
+    from loopml.domain.deployments import Deployment, Revision
+    from loopml.domain.loop import JobRun, JobState, LoopRun
+    from loopml.domain.model_evaluation import ModelEvaluation
+    from loopml.domain.monitoring import WindowReport
+    from loopml.domain.paging import Page
+    from loopml.domain.predictions import Feedback, PredictionRecord
+    from loopml.domain.registry import Model, Signature
+    from loopml.domain.review import ReviewItem, ReviewStatus
+    from loopml.domain.step_cache import StepRecord
+    from loopml.domain.tracking import (
+        CodeVersion,
+        DatasetRef,
+        EnvironmentInfo,
+        Experiment,
+        Metric,
+        Run,
+        RunStatus,
+    )
 
 
 class Clock(Protocol):
