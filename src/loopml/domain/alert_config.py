@@ -54,13 +54,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
 from loopml.domain.alerts import DEFAULT_SINKS, AlertRule
 from loopml.domain.errors import InvalidInput
 from loopml.domain.metric_directions import closest
 from loopml.domain.names import validate_identifier
+from loopml.domain.toml_reader import TomlReader
 
 RULE_KEYS = (
     "name",
@@ -308,44 +309,11 @@ def validate_webhook_url(url: object, where: str = "webhook") -> str:
     return url
 
 
-class _Reader:
-    """Type checks of the parsed TOML, with messages naming the source and the key path."""
+class _Reader(TomlReader):
+    """Type checks of the parsed TOML, with messages naming the file and the key path."""
 
     def __init__(self, source_name: str) -> None:
-        self.source = source_name
-
-    def fail(self, path: str, expected: str, value: object) -> NoReturn:
-        raise InvalidInput(
-            f"{self.source}: {path} must be {expected}, got {value!r}; fix it there "
-            f"(the format is described in {_DOCS})"
-        )
-
-    def error(self, path: str, message: str) -> NoReturn:
-        raise InvalidInput(f"{self.source}: {path}: {message}")
-
-    def wrap(self, path: str, build: Any, *args: Any) -> Any:
-        try:
-            return build(*args)
-        except InvalidInput as exc:
-            raise InvalidInput(f"{self.source}: {path}: {exc}") from exc
-        except TypeError as exc:  # a key the constructor does not take
-            raise InvalidInput(f"{self.source}: {path}: {exc}") from exc
-
-    def check_keys(self, table: Mapping[str, object], allowed: Sequence[str], path: str) -> None:
-        for key in table:
-            if key not in allowed:
-                guess = closest(key, allowed)
-                hint = f" (did you mean {guess!r}?)" if guess else ""
-                self.error(
-                    path,
-                    f"unknown key {key!r}{hint}; expected only {', '.join(allowed)}. "
-                    "Remove or rename it",
-                )
-
-    def table(self, value: object, path: str) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            self.fail(path, f"a table, written [{path}]", value)
-        return value
+        super().__init__(source_name, _DOCS)
 
     def sink(self, path: str, name: str, kind: SinkType, spec: dict[str, Any]) -> SinkConfig:
         if kind is SinkType.LOG:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from loopml.domain.errors import InvalidInput
 from loopml.domain.gates import (
@@ -32,10 +32,10 @@ from loopml.domain.lifecycle import Stage
 from loopml.domain.metric_directions import (
     Direction,
     MetricDirections,
-    closest,
     split_name,
 )
 from loopml.domain.names import validate_identifier
+from loopml.domain.toml_reader import TomlReader
 
 POLICY_KEYS = ("format_version", "directions", "default", "models")
 STAGE_KEYS = (
@@ -107,43 +107,11 @@ def policy_from_mapping(table: Mapping[str, Any], source_name: str) -> GatePolic
         raise InvalidInput(f"{source_name}: {exc}") from exc
 
 
-class _Reader:
+class _Reader(TomlReader):
     """Type checks of the parsed TOML, with messages naming the file and the key path."""
 
     def __init__(self, source_name: str) -> None:
-        self.source = source_name
-
-    def fail(self, path: str, expected: str, value: object) -> NoReturn:
-        raise InvalidInput(
-            f"{self.source}: {path} must be {expected}, got {_toml_type(value)} {value!r}; "
-            f"fix it in the file (the format is described in {_DOCS})"
-        )
-
-    def error(self, path: str, message: str) -> NoReturn:
-        raise InvalidInput(f"{self.source}: {path}: {message}")
-
-    def wrap(self, path: str, build: Any, *args: Any) -> Any:
-        """``build(*args)``, with the path and the file name added to its error."""
-        try:
-            return build(*args)
-        except InvalidInput as exc:
-            raise InvalidInput(f"{self.source}: {path}: {exc}") from exc
-
-    def check_keys(self, table: Mapping[str, object], allowed: Sequence[str], path: str) -> None:
-        for key in table:
-            if key not in allowed:
-                close = closest(key, allowed)
-                guess = f" (did you mean {close!r}?)" if close else ""
-                self.error(
-                    path,
-                    f"unknown key {key!r}{guess}; expected only {', '.join(allowed)}. "
-                    "Remove or rename it",
-                )
-
-    def table(self, value: object, path: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(path, f"a table, written [{path}] or {{ ... }}", value)
-        return value
+        super().__init__(source_name, _DOCS)
 
     def directions(self, raw: object) -> MetricDirections:
         table = self.table(raw, "gates.directions")
@@ -300,13 +268,6 @@ def _one_margin(keys: list[str], allowed: Sequence[str]) -> str:
 
 def _is_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float)
-
-
-def _toml_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
-    if isinstance(value, dict):
-        return "table"
-    return names.get(type(value), type(value).__name__)
 
 
 # --- writing -------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from __future__ import annotations
 import difflib
 import tomllib
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
 from typing import Any, NoReturn
 
 from loopml.domain.data_schema import (
@@ -25,6 +24,7 @@ from loopml.domain.data_schema import (
     DataSchema,
 )
 from loopml.domain.errors import InvalidInput
+from loopml.domain.toml_reader import toml_type
 
 # --- the TOML file format ------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ class _Reader:
     def fail(self, where: str, key: str, expected: str, value: object) -> NoReturn:
         raise InvalidInput(
             f"{self.source}: {where}: key {key!r} must be {expected}, got "
-            f"{_toml_type(value)} {value!r}; fix it in the file"
+            f"{toml_type(value)} {value!r}; fix it in the file"
         )
 
     def check_keys(self, table: Mapping[str, object], allowed: Sequence[str], where: str) -> None:
@@ -261,14 +261,3 @@ class _Reader:
         except InvalidInput as exc:
             # The rule's message starts with "column 'name'", so only the position is added.
             raise InvalidInput(f"{self.source}: [[columns]] #{index}: {exc}") from exc
-
-
-def _toml_type(value: object) -> str:
-    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
-    if isinstance(value, datetime):
-        return "datetime"
-    if isinstance(value, date):
-        return "date"
-    if isinstance(value, dict):
-        return "table"
-    return names.get(type(value), type(value).__name__)
