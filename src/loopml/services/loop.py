@@ -377,47 +377,22 @@ class LoopService:
             )
         enough = rows >= loop.min_canary_rows
         if problems and enough:
-            reason = "canary degraded: " + "; ".join(problems)
-            return CanaryVerdict(
-                rows,
-                production.num_rows,
-                canary_error,
-                production_error,
-                latency,
-                False,
-                True,
-                reason,
-            )
-        ready = waited and enough
-        if waited and not enough:
+            holds, ready, reason = False, True, "canary degraded: " + "; ".join(problems)
+        elif waited and not enough:
+            holds, ready = False, True
             reason = (
                 f"canary answered only {rows} rows in its watch period (needs "
                 f"{loop.min_canary_rows}); rolled back rather than promoted unseen"
             )
-            return CanaryVerdict(
-                rows,
-                production.num_rows,
-                canary_error,
-                production_error,
-                latency,
-                False,
-                True,
-                reason,
+        else:
+            holds, ready = True, waited and enough
+            reason = (
+                f"canary held for {loop.watch_s}s over {rows} rows: error "
+                f"{_fmt(canary_error)} vs production {_fmt(production_error)}, latency p99 "
+                f"{_fmt(latency)} ms"
             )
-        reason = (
-            f"canary held for {loop.watch_s}s over {rows} rows: error "
-            f"{_fmt(canary_error)} vs production {_fmt(production_error)}, latency p99 "
-            f"{_fmt(latency)} ms"
-        )
         return CanaryVerdict(
-            rows,
-            production.num_rows,
-            canary_error,
-            production_error,
-            latency,
-            True,
-            ready,
-            reason,
+            rows, production.num_rows, canary_error, production_error, latency, holds, ready, reason
         )
 
 
