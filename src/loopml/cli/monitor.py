@@ -125,7 +125,6 @@ def monitor_report(
     """A self-contained offline report: drift per feature over time, performance, alerts
     and loop actions."""
     from loopml.adapters.monitor_html import render_monitor_html
-    from loopml.domain.monitor_report import build_report
 
     if html is None and not as_json:
         raise typer.BadParameter("give --html FILE, --json, or both")
@@ -133,13 +132,7 @@ def monitor_report(
         client = state(ctx).client()
         app = client.app
         _spec(app, deployment)
-        report = build_report(
-            deployment,
-            app.monitoring.windows(deployment),
-            [a.to_dict() for a, _ in reversed(app.alerting.list(deployment, 1000))],
-            list(reversed(app.loops.history(deployment))),
-            app.clock.now_ms(),
-        )
+        report = client.monitor_report(deployment)
         if html is not None:
             html.parent.mkdir(parents=True, exist_ok=True)
             tmp = html.with_name(f".{html.name}.tmp")

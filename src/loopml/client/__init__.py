@@ -34,6 +34,7 @@ from loopml.domain.gate_report import GateReport
 from loopml.domain.lifecycle import Stage
 from loopml.domain.model_card import ModelCard
 from loopml.domain.model_evaluation import ModelEvaluation
+from loopml.domain.monitor_report import MonitorReport, build_report
 from loopml.domain.paging import Page
 from loopml.domain.registry import Model, ModelVersion, Signature
 from loopml.domain.tracking import DatasetRef, Metric, Run, RunStatus, make_metric
@@ -406,6 +407,19 @@ class Client:
         """What the gates of ``stage`` say about a registered version, without moving it."""
         mv = self.app.registry.resolve(uri)
         return self.app.registry.gate_report(mv.model, mv.version, stage)
+
+    def monitor_report(self, deployment: str) -> MonitorReport:
+        """Everything monitoring knows of ``deployment``: its windows, alerts and retrain
+        loops, oldest first, for ``loopml monitor report`` (render it with
+        :func:`loopml.adapters.monitor_html.render_monitor_html` or ``to_dict()``)."""
+        app = self.app
+        return build_report(
+            deployment,
+            app.monitoring.windows(deployment),
+            [alert.to_dict() for alert, _ in reversed(app.alerting.list(deployment, 1000))],
+            list(reversed(app.loops.history(deployment))),
+            app.clock.now_ms(),
+        )
 
     def model_card(self, uri: str, sections: str | Path | None = None) -> ModelCard:
         """The model card of ``uri``: what the registry, datasets, evaluations, gates and

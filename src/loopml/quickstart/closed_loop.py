@@ -257,16 +257,7 @@ class _ClosedLoop:
 
 def write_report(client: Client, root: Path) -> Path:
     from loopml.adapters.monitor_html import render_monitor_html
-    from loopml.domain.monitor_report import build_report
 
-    app = client.app
-    report = build_report(
-        DEPLOYMENT,
-        app.monitoring.windows(DEPLOYMENT),
-        [a.to_dict() for a, _ in reversed(app.alerting.list(DEPLOYMENT, 1000))],
-        list(reversed(app.loops.history(DEPLOYMENT))),
-        app.clock.now_ms(),
-    )
     path = root / "monitor-report.html"
-    path.write_text(render_monitor_html(report), encoding="utf-8")
+    path.write_text(render_monitor_html(client.monitor_report(DEPLOYMENT)), encoding="utf-8")
     return path
