@@ -75,6 +75,7 @@ from loopml.ports import (
     PredictionSink,
     RegistryStore,
     ReviewStore,
+    ServiceMetrics,
     StepCache,
     TrackingStore,
 )
@@ -281,6 +282,19 @@ class Loopml:
                 log_path=self.settings.root / STATE_DIR / "alerts.jsonl",
             )
         return AlertService(self.stores.alerts, config.rules, sinks, self.clock)
+
+    @cached_property
+    def service_metrics(self) -> ServiceMetrics | None:
+        """The counters of the workspace's server (``[serve]`` host and port), read by the
+        agent for error rates; None without a workspace."""
+        from loopml.adapters.server_metrics import ServerMetricsReader
+
+        if self.settings is None:
+            return None
+        host = self.settings.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        host = f"[{host}]" if ":" in host else host
+        return ServerMetricsReader(f"http://{host}:{self.settings.port}/metrics")
 
     @cached_property
     def loops(self) -> LoopService:

@@ -261,4 +261,5 @@ def build_agent(client: Client) -> Agent:
         app.loops,
         app.monitor_specs,
         PipelineTrainer(client),
+        service=app.service_metrics,
     )

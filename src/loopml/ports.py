@@ -676,3 +676,19 @@ class AlertSink(Protocol):
     name: str
 
     def deliver(self, alert: Alert) -> Delivery: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """Requests a server answered and answered with an error, since it started."""
+
+    answered: float
+    errors: float
+
+
+class ServiceMetrics(Protocol):
+    """The running server's request counters (see adapters/server_metrics.py)."""
+
+    def counts(self) -> dict[str, RequestCounts] | None:
+        """Per deployment, or None when no server answers."""
+        ...

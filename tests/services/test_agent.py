@@ -191,3 +191,62 @@ def test_a_broken_review_set_up_never_holds_back_the_alerts(
     assert not outcome.ok and "logs no confidence" in outcome.detail
     [(alert, _)] = ws.app.alerting.list("demand")  # the drift was still told
     assert alert.rule == "drift"
+
+
+ERROR_RULE = """
+[[alerts.rules]]
+name = "errors"
+deployment = "demand"
+metric = "error_rate"
+comparison = "above"
+threshold = 0.2
+"""
+
+
+def test_an_error_rate_rule_fires_on_a_real_servers_counters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.client
+    import json
+
+    from loopml.adapters.server_metrics import ServerMetricsReader
+    from loopml.server.build import serving_in_thread
+
+    ws = open_workspace(tmp_path, monkeypatch, ERROR_RULE)
+    ws.deploy(ws.train(bikes(600, seed=0)))
+    app = ws.app
+
+    def post(rows: list[dict[str, Any]], port: int) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body, headers = json.dumps({"rows": rows}), {"content-type": "application/json"}
+        conn.request("POST", "/deployments/demand/predict", body, headers)
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    good = json.loads(bikes(1, seed=3)[["temp", "hour", "city"]].to_json(orient="records"))
+    bad = [{**good[0], "temp": "warm"}]
+    with serving_in_thread(app) as (_, port):
+        service = ServerMetricsReader(f"http://127.0.0.1:{port}/metrics")
+        runner = Agent(
+            app.stores.loops,
+            app.clock,
+            app.monitoring,
+            app.reviews,
+            app.alerting,
+            app.loops,
+            {"demand": DEMAND},
+            NoTraining(),
+            service=service,
+        )
+        assert post(good, port) == 200
+        runner.monitor_once(DEMAND)  # the baseline reading: nothing to judge yet
+        assert app.alerting.list("demand") == []
+        for _ in range(6):
+            assert post(good, port) == 200
+        for _ in range(4):
+            assert post(bad, port) == 422
+        summary = runner.monitor_once(DEMAND)
+    [(alert, _)] = app.alerting.list("demand")
+    assert alert.metric == "error_rate" and alert.value == pytest.approx(0.4)
+    assert "alert errors" in summary

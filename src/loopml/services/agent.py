@@ -30,7 +30,7 @@ from loopml.domain.errors import LoopmlError
 from loopml.domain.loop import JobState
 from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.schedule import Schedule, catch_up
-from loopml.ports import Clock, LoopStore, Trainer
+from loopml.ports import Clock, LoopStore, RequestCounts, ServiceMetrics, Trainer
 from loopml.services.alerting import AlertService
 from loopml.services.loop import LoopService
 from loopml.services.monitoring import MonitoringService
@@ -68,6 +68,7 @@ class Agent:
         specs: dict[str, MonitorSpec],
         trainer: Trainer,
         loop_every: str = LOOP_EVERY,
+        service: ServiceMetrics | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -77,6 +78,8 @@ class Agent:
         self.loops = loops
         self.specs = specs
         self.trainer = trainer
+        self.service = service
+        self._counts: dict[str, RequestCounts] = {}  # the server's counters at the last run
         self.started_ms = clock.now_ms()
         self.jobs: list[Job] = []
         for name, spec in sorted(specs.items()):
@@ -96,6 +99,9 @@ class Agent:
         if spec.review_below is not None:
             _, age = self.reviews.stats(spec.deployment)
             live["review_queue_age_s"] = 0.0 if age is None else age
+        rate = self.error_rate(spec.deployment)
+        if rate is not None:
+            live["error_rate"] = rate
         fired = self.alerts.check(spec.deployment, windows, live)
         parts = [f"{len(reports)} new window(s)"]
         if reports:
@@ -121,6 +127,18 @@ class Agent:
         if queued:
             parts.append(f"{queued} row(s) queued for review")
         return "; ".join(parts)
+
+    def error_rate(self, deployment: str) -> float | None:
+        """Share of the deployment's requests answered with an error since the previous
+        call, from the running server's counters; None on the first call, when no server
+        answers, after a server restart (its counters went back) or without requests."""
+        counts = None if self.service is None else self.service.counts()
+        now = None if counts is None else counts.get(deployment)
+        if now is None:
+            return None
+        before = self._counts.get(deployment)
+        self._counts[deployment] = now
+        return None if before is None else error_rate_between(before, now)
 
     def loop_once(self, spec: MonitorSpec) -> str:
         run = self.loops.active(spec.deployment)
@@ -186,3 +204,13 @@ class Agent:
                 if on_outcome is not None:
                     on_outcome(outcome)
             stop.wait(poll_s)
+
+
+def error_rate_between(before: RequestCounts, now: RequestCounts) -> float | None:
+    """Share of the requests between two readings of a server's counters answered with an
+    error; None without requests, or if the counters went back (the server restarted)."""
+    if now.answered < before.answered or now.errors < before.errors:
+        return None
+    errors = now.errors - before.errors
+    total = now.answered - before.answered + errors
+    return errors / total if total > 0 else None
