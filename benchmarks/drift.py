@@ -24,6 +24,11 @@ other's imports or heap:
   on first use creates, with pip) a virtual environment under ``/tmp`` with Evidently and
   ``pandas<3``.
 
+``--engine dask`` replaces loopml's side: the window is written as Parquet files and
+judged by ``DriftCheckService`` (``loopml monitor drift --engine dask``) on a
+``LocalCluster`` of ``--workers`` single-threaded processes (default 2), one task per
+row group; its CPU is the child's plus every worker process's, with the wall time.
+
 CPU is ``time.process_time`` (every thread) around the call. Memory is the peak resident
 set of the process during the call (``VmHWM`` of ``/proc/self/status``, reset just before
 it through ``/proc/self/clear_refs``): the data the call reads, the tool and its
@@ -35,6 +40,7 @@ stdout, progress to stderr, and the last stdout line is one JSON object (also wr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -56,6 +62,8 @@ MIB = 1 << 20
 FULL_ROWS = 1_000_000
 QUICK_ROWS = 200_000
 WARM_UP_ROWS = 1_000
+WINDOW_FILES = 4  # --engine dask: the window as Parquet files ...
+GROUP_ROWS = 65_536  # ... of row groups of this many rows, one Dask task each
 EVIDENTLY_VENV = Path("/tmp/loopml-bench-evidently")
 NUMERIC = [f"num_{i:02d}" for i in range(20)]
 CATEGORICAL = ["weather", "city", "device", "sku", "is_member"]
@@ -231,6 +239,130 @@ def loopml_side(ref_rows: int, rows: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def loopml_dask_side(ref_rows: int, rows: int, repeats: int, workers: int) -> dict[str, Any]:
+    """The window judged by ``DriftCheckService`` on Dask, from Parquet files of its rows.
+
+    The reference's profile is stored as a dataset version of an in-memory workspace and
+    the window written as ``WINDOW_FILES`` Parquet files of row groups of ``GROUP_ROWS``
+    rows (a Dask task each) in a temporary folder, untimed. The cluster is the one the
+    service starts when given none (``local_cluster``: ``workers`` single-threaded
+    processes), started untimed. A call's CPU is this process's (planning, scheduler,
+    nannies, the merge) plus each worker process's (``getrusage`` through
+    ``client.run``): the median of ``repeats`` calls after a warm-up on 1,000 rows (where
+    the workers import loopml). The same files then go through the local engine."""
+    import tempfile
+
+    import distributed
+    import pyarrow.parquet as pq
+
+    from loopml.bootstrap import build_memory
+    from loopml.services.drift_check import DriftCheckService, local_cluster
+    from loopml.stats.profile import profile_table
+
+    say(f"loopml (dask): building the {ref_rows:,}-row reference")
+    reference_table = arrow_table(make_columns(ref_rows, False))
+    profiled = measure(partial(profile_table, reference_table), 1)
+    del profiled["result"]
+    app = build_memory()
+    app.datasets.add_table("reference", reference_table, "bench")  # profiled again, stored
+    del reference_table
+    gc.collect()
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-drift-") as scratch:
+        folder = Path(scratch) / "window"
+        folder.mkdir()
+        window = arrow_table(make_columns(rows, current=True))
+        size, tasks = -(-rows // WINDOW_FILES), 0
+        for i in range(WINDOW_FILES):
+            part = window.slice(i * size, size)
+            pq.write_table(part, folder / f"part-{i}.parquet", row_group_size=GROUP_ROWS)
+            tasks += -(-part.num_rows // GROUP_ROWS)
+        warm_up = Path(scratch) / "warm-up.parquet"
+        pq.write_table(window.slice(0, WARM_UP_ROWS), warm_up)
+        del window
+        gc.collect()
+        service = DriftCheckService(app.datasets)
+        say(f"loopml (dask): {tasks} tasks; starting {workers} worker processes")
+        started = time.perf_counter()
+        with (
+            local_cluster(workers) as cluster,  # as `loopml monitor drift --engine dask`
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            cluster_start_s = time.perf_counter() - started
+            check = partial(service.check, "reference@1", engine="dask", cluster=cluster)
+            check([warm_up])
+            say(f"loopml (dask): timing the window's drift ({repeats} runs)")
+            timed = measure_dask(client, lambda: check([folder]), repeats)
+        say(f"loopml (dask): the same files through the local engine ({repeats} runs)")
+        local = measure(lambda: service.check("reference@1", [folder]), repeats)
+    result = timed.pop("result")
+    same = [v.drifted for v in local.pop("result").columns] == [v.drifted for v in result.columns]
+    return {
+        "engine": "dask",
+        "workers": workers,
+        "files": WINDOW_FILES,
+        "tasks": tasks,
+        "cluster_start_s": cluster_start_s,
+        "profile_cpu_s": profiled["cpu_s"],
+        "profile_wall_s": profiled["wall_s"],
+        "profile_peak_rss_mib": profiled["peak_rss_mib"],
+        **timed,
+        "local_files_cpu_s": local["cpu_s"],  # the same files, --engine local
+        "local_files_wall_s": local["wall_s"],
+        "local_files_peak_rss_mib": local["peak_rss_mib"],
+        "local_files_same_verdicts": same,
+        "process_peak_rss_mib": process_peak_mib(),
+        "flagged": sorted(result.drifted),
+        "scores": {
+            v.column: [v.method.value, round(v.score, 4)] for v in result.columns if v.drifted
+        },
+    }
+
+
+def worker_usage() -> tuple[float, float | None]:
+    """On a Dask worker: its process's CPU seconds so far and its peak RSS (MiB)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime, status_mib("VmHWM")
+
+
+def reset_worker_peak() -> None:
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def measure_dask(client: Any, call: Callable[[], Any], repeats: int) -> dict[str, Any]:
+    """As :func:`measure`, with the CPU of the workers added: for each call, this
+    process's CPU plus the sum of the workers' (read before and after it)."""
+    gc.collect()
+    resettable = reset_peak()
+    client.run(reset_worker_peak)
+    before = status_mib("VmRSS")
+    cpu, own, workers, wall = [], [], [], []
+    result = None
+    for _ in range(repeats):
+        start_workers = client.run(worker_usage)
+        start_cpu, start_wall = time.process_time(), time.perf_counter()
+        result = call()
+        own.append(time.process_time() - start_cpu)
+        wall.append(time.perf_counter() - start_wall)
+        end_workers = client.run(worker_usage)
+        workers.append(sum(end_workers[w][0] - start_workers[w][0] for w in end_workers))
+        cpu.append(own[-1] + workers[-1])
+    peak = status_mib("VmHWM") if resettable else None
+    worker_peaks = [p for _, p in client.run(worker_usage).values() if p is not None]
+    return {
+        "drift_cpu_s": statistics.median(cpu),
+        "drift_client_cpu_s": statistics.median(own),
+        "drift_workers_cpu_s": statistics.median(workers),
+        "drift_wall_s": statistics.median(wall),
+        "drift_peak_rss_mib": peak,
+        "drift_rss_before_mib": before,
+        "drift_worker_peak_rss_mib": max(worker_peaks) if worker_peaks else None,
+        "result": result,
+    }
+
+
 def evidently_side(ref_rows: int, rows: int, repeats: int) -> dict[str, Any]:
     start = time.perf_counter()
     import pandas as pd
@@ -346,11 +478,29 @@ def _found(flagged: list[str], expected: set[str]) -> dict[str, list[str]]:
     }
 
 
-def run(rows: int, mode: str, repeats: int, evidently: str | None) -> dict[str, Any]:
+def run(
+    rows: int,
+    mode: str,
+    repeats: int,
+    evidently: str | None,
+    engine: str = "local",
+    workers: int = 2,
+) -> dict[str, Any]:
     notes: list[str] = []
     say(f"load average {os.getloadavg()[0]:.2f}; {rows:,} reference + {rows:,} window rows")
     common = ["--rows", str(rows)]
-    ours = in_child(sys.executable, ["--side", "loopml", "--repeats", str(repeats), *common])
+    if engine == "dask":
+        side = ["--side", "loopml-dask", "--workers", str(workers)]
+        notes.append(
+            f"--engine dask: loopml judged the window with DriftCheckService on a LocalCluster "
+            f"of {workers} single-threaded worker processes, from {WINDOW_FILES} Parquet files "
+            f"(row groups of {GROUP_ROWS:,} rows, a task each); its CPU is the client "
+            "process's plus the workers'; its peak RSS is the client's (the workers' is "
+            "drift_worker_peak_rss_mib); the targets are stated for the in-memory call"
+        )
+    else:
+        side = ["--side", "loopml"]
+    ours = in_child(sys.executable, [*side, "--repeats", str(repeats), *common])
     python = evidently_python(evidently, notes)
     theirs = (
         in_child(python, ["--side", "evidently", "--repeats", "1", *common]) if python else None
@@ -373,6 +523,19 @@ def run(rows: int, mode: str, repeats: int, evidently: str | None) -> dict[str, 
         _fmt(theirs and theirs["drift_cpu_s"], "CPU-s"),
         "-" if cpu_ratio is None else f"{cpu_ratio:,.1f}x",
     )
+    if engine == "dask":
+        row(
+            f"  on Dask ({workers} workers): client process",
+            _fmt(ours["drift_client_cpu_s"], "CPU-s"),
+        )
+        row(f"  on Dask ({workers} workers): workers", _fmt(ours["drift_workers_cpu_s"], "CPU-s"))
+        row(
+            "  wall time",
+            _fmt(ours["drift_wall_s"], "s"),
+            _fmt(theirs and theirs["drift_wall_s"], "s"),
+        )
+        row("  the same files, --engine local", _fmt(ours["local_files_cpu_s"], "CPU-s"))
+        row("  wall time", _fmt(ours["local_files_wall_s"], "s"))
     row(
         "  peak RSS during the call",
         _fmt(ours["drift_peak_rss_mib"], "MiB"),
@@ -423,6 +586,7 @@ def run(rows: int, mode: str, repeats: int, evidently: str | None) -> dict[str, 
     return {
         "benchmark": "drift",
         "mode": mode,
+        "engine": engine,
         "rows": {"reference": rows, "window": rows, "numeric": 20, "categorical": 5},
         "injected": INJECTED,
         "loopml": _rounded(ours),
@@ -448,15 +612,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--evidently-python", help="an interpreter with evidently (default: find or create one)"
     )
-    parser.add_argument("--side", choices=("loopml", "evidently"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="loopml's side: the window in memory (local), or DriftCheckService on a Dask "
+        "LocalCluster from Parquet files of the window (dask)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="Dask worker processes")
+    parser.add_argument(
+        "--side", choices=("loopml", "loopml-dask", "evidently"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.side:  # a child of `run`: measure one tool, print its figures as JSON
+    if args.side == "loopml-dask":  # children of `run`: measure one tool, print JSON
+        figures = loopml_dask_side(args.rows, args.rows, args.repeats, args.workers)
+        print(json.dumps(figures), flush=True)
+        return
+    if args.side:
         side = loopml_side if args.side == "loopml" else evidently_side
         print(json.dumps(side(args.rows, args.rows, args.repeats)), flush=True)
         return
     rows = QUICK_ROWS if args.quick else FULL_ROWS
-    result = run(rows, "quick" if args.quick else "full", args.repeats, args.evidently_python)
+    mode = "quick" if args.quick else "full"
+    result = run(rows, mode, args.repeats, args.evidently_python, args.engine, args.workers)
     line = json.dumps(result)
     if args.out:
         args.out.write_text(line + "\n", encoding="utf-8")

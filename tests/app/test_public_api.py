@@ -56,3 +56,14 @@ def test_import_is_lazy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "", f"import loopml pulled in: {done.stdout}"
+
+
+def test_the_cli_loads_no_storage_or_data_library_before_a_command_needs_it() -> None:
+    """``loopml --help`` and every command's parsing stay fast: the command modules import
+    the database, Arrow and model libraries inside the commands that use them."""
+    code = (
+        "import sys, loopml.cli.main; heavy = [m for m in ('sqlalchemy', 'pandas', 'sklearn', "
+        "'numpy', 'pyarrow', 'alembic', 'fsspec') if m in sys.modules]; print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"the CLI's modules pulled in: {done.stdout}"

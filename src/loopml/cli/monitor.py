@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loopml.cli.context import fmt_ms, handled, new_table, out, print_json, state
+from loopml.cli.monitor_drift import monitor_drift
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.loop import LoopState
 
@@ -35,6 +36,7 @@ _Deployment = Annotated[str, typer.Argument(help="The deployment, as in [monitor
 
 
 def register(app: typer.Typer) -> None:
+    monitor_app.command("drift")(monitor_drift)
     app.add_typer(monitor_app, name="monitor")
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(review_app, name="review")

@@ -1,7 +1,7 @@
 """``loopml monitor drift REFERENCE PATH...``: files of any size judged against a stored
 dataset version's profile, for CI and for windows larger than memory (docs/drift.md).
 
-The command is added to ``monitor_app`` when this module is imported (cli/main.py does).
+cli/monitor.py registers the command on ``loopml monitor``.
 It prints a table of the columns, most drifted first, and a summary line, and exits with
 1 when a column drifted, so that a CI step fails on drift; errors keep their own codes.
 """
@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from loopml.cli.context import handled, new_table, out, print_json, progress, state
-from loopml.cli.monitor import monitor_app
 
 if TYPE_CHECKING:
     from loopml.services.drift_check import DriftCheckResult
@@ -22,15 +21,12 @@ if TYPE_CHECKING:
 DRIFTED_EXIT = 1  # what a CI step fails on; errors exit with 2-9 (cli/context.py)
 
 
-@monitor_app.command("drift")
 def monitor_drift(
     ctx: typer.Context,
     reference: Annotated[
         str, typer.Argument(help="Dataset version whose profile is the reference: NAME@VERSION.")
     ],
-    paths: Annotated[
-        list[Path], typer.Argument(help="CSV or Parquet files, or folders of them.")
-    ],
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files, or folders of them.")],
     engine: Annotated[str, typer.Option("--engine", help="local, or dask.")] = "local",
     workers: Annotated[
         int | None, typer.Option("--workers", help="Dask worker processes (default 2).")

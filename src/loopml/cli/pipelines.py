@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from loopml.cli.context import err, handled, out, print_json, state
-from loopml.client.workspace_pipeline import DEFAULT_SOURCE, config_params, load_pipeline
 from loopml.domain.errors import InvalidInput
+from loopml.domain.pipelines import DEFAULT_SOURCE
 
 if TYPE_CHECKING:
     from loopml.domain.pipelines import Wiring
@@ -50,6 +50,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run a pipeline: cached steps are reused (and say why); the others say what changed."""
+    from loopml.client.workspace_pipeline import config_params, load_pipeline
     from loopml.fluent import run_pipeline
 
     with handled():
@@ -84,6 +85,7 @@ def repro(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Re-run the lineage of a model version and report whether outputs and metrics match."""
+    from loopml.client.workspace_pipeline import load_pipeline
     from loopml.fluent import StepRuns
     from loopml.services.pipelines import TAG_SOURCE
     from loopml.services.repro import reproduce

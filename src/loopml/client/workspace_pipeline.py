@@ -8,12 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.adapters.python_target import load_target
 from loopml.domain.errors import InvalidInput
-from loopml.domain.pipelines import Pipeline, Step
+from loopml.domain.pipelines import DEFAULT_SOURCE, Pipeline, Step
 
 if TYPE_CHECKING:
     from loopml.client import Client
-
-DEFAULT_SOURCE = "pipeline.py:pipeline"
 
 
 def load_pipeline(client: Client, target: str | None) -> tuple[str, Pipeline]:

@@ -29,6 +29,8 @@ from loopml.domain.datasets import parse_dataset_ref
 from loopml.domain.errors import InvalidInput
 from loopml.domain.names import validate_identifier
 
+DEFAULT_SOURCE = "pipeline.py:pipeline"  # the pipeline `loopml run` runs by default
+
 F = TypeVar("F", bound=Callable[..., Any])
 _NO_DEFAULT = inspect.Parameter.empty
 
