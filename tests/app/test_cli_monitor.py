@@ -206,6 +206,7 @@ def test_unknown_deployment_is_exit_3(ws: Workspace) -> None:
         ('window_rows = 100\nschedule = "every day"', "schedule"),
         ("window_rows = 100\nreview_function = 5", "review_function"),
         ('window_rows = 100\ntask = "ranking"', "task"),
+        ('window_rows = 100\ntrusted = "yes"', "trusted"),
         ('window_rows = 100\n[monitor.demand.loop]\ncanary_share = "lots"', "canary_share"),
         ("window_rows = 100\n[monitor.demand.loop]\ncanary_share = 120", "canary_share"),
         ("window_rows = 100\n[monitor.demand.loop]\nwatch = 5", "watch"),

@@ -332,3 +332,24 @@ def test_reports_survive_a_round_trip_through_the_store(ws: Workspace) -> None:
     [stored] = ws.reopen().app.monitoring.windows("demand")
     assert stored == WindowReport.from_dict(window.to_dict())
     assert stored.latency_p99_ms == pytest.approx(2.0)
+
+
+def test_a_tree_model_needs_trusted_for_its_prediction_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from loopml.domain.errors import LoopmlError
+
+    ws = open_workspace(tmp_path, monkeypatch)
+    frame = bikes(400, seed=0)
+    trees = GradientBoostingRegressor(n_estimators=10).fit(frame[["temp", "hour"]], frame["demand"])
+    mv = ws.train(frame, model=trees, features=["temp", "hour"])
+    ws.deploy(mv)
+    ws._models[mv.uri] = trees  # the test "server" answers with the model in hand
+    ws.serve("demand", bikes(100, seed=1), at_ms=T0 - 100_000, columns=["temp", "hour"])
+    with pytest.raises(LoopmlError, match="trusted"):
+        ws.app.monitoring.run(rows_spec())  # refused, clearly, not a crash
+    [window] = ws.app.monitoring.run(rows_spec(trusted=True))
+    assert {c.column for c in window.outputs} == {"prediction"}
+    assert not window.drifted

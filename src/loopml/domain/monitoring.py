@@ -41,6 +41,7 @@ _SPEC_KEYS = {
     "schedule",
     "reference",
     "loop",
+    "trusted",
 }
 _TASKS = ("regression", "classification")
 
@@ -96,6 +97,9 @@ class MonitorSpec:
     schedule: str = "@every 5m"
     reference: str | None = None  # "dataset@version"; default: the training data's lineage
     loop: LoopSpec | None = None  # retrain loop settings; None: no automatic retraining
+    # Load the deployment's models with types skops does not trust by default (tree
+    # ensembles), as `loopml serve --trusted` does: only for models you registered.
+    trusted: bool = False
 
     def __post_init__(self) -> None:
         validate_identifier("deployment name", self.deployment)
@@ -126,6 +130,8 @@ class MonitorSpec:
             raise InvalidInput(
                 f"{where} review_below must be a number (a confidence), got {self.review_below!r}"
             )
+        if not isinstance(self.trusted, bool):
+            raise InvalidInput(f"{where} trusted must be true or false, got {self.trusted!r}")
         if self.review_function is not None and ":" not in self.review_function:
             raise InvalidInput(
                 f"{where} review_function must look like 'file.py:function', "

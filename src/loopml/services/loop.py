@@ -285,6 +285,7 @@ class LoopService:
                 label=label,
                 actor=ACTOR,
                 schema=None if loop.schema is None else read_schema(Path(loop.schema)),
+                trusted=spec.trusted,
             )
             scores[who] = dict(result.record.metrics)
         detail = f"on {holdout}: " + "; ".join(

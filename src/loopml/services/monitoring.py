@@ -69,7 +69,7 @@ class MonitoringService:
         registry: RegistryService,
         lineage: LineageService,
         datasets: DatasetService,
-        load_model: Callable[[str], Any],
+        load_model: Callable[..., Any],  # (uri, *, trusted) -> the model
         clock: Clock,
         thresholds: DriftThresholds | None = None,
     ) -> None:
@@ -269,7 +269,7 @@ class MonitoringService:
         stored_key = f"outputs:{model}/{version}:{dataset.ref}:{dataset.digest}"
         stored = self.store.find_reference(stored_key)
         if stored is None:
-            predicted = self._output_profile(model, version, dataset.ref)
+            predicted = self._output_profile(model, version, dataset.ref, trusted=spec.trusted)
             if predicted is None:
                 return References(dataset.ref, features, None)
             stored = predicted.to_dict()
@@ -277,10 +277,12 @@ class MonitoringService:
         outputs = Reference.from_profile(TableProfile.from_dict(stored))
         return References(dataset.ref, features, outputs)
 
-    def _output_profile(self, model: str, version: int, ref: str) -> TableProfile | None:
+    def _output_profile(
+        self, model: str, version: int, ref: str, *, trusted: bool
+    ) -> TableProfile | None:
         """The version's predictions on its reference data, profiled (once per version)."""
         mv = self.registry.resolve(f"models:/{model}/{version}")
-        scorer = Scorer.of(mv, self.load_model(mv.uri))
+        scorer = Scorer.of(mv, self.load_model(mv.uri, trusted=trusted))
         table = self.datasets.read(ref)
         if table.num_rows > _SCORE_ROWS:
             pick = np.random.default_rng(0).choice(table.num_rows, _SCORE_ROWS, replace=False)
