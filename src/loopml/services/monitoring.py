@@ -173,8 +173,8 @@ class MonitoringService:
                 note=f"{rows} rows, fewer than min_rows={spec.min_rows}: drift not judged",
             )
         refs = self.references(spec, model, version)
-        features = _strip(table, INPUT)
-        outputs = _strip(table, OUTPUT)
+        features = columns_with_prefix(table, INPUT)
+        outputs = columns_with_prefix(table, OUTPUT)
         segments: dict[str, tuple[FeatureDrift, ...]] = {}
         if spec.segment_by is not None:
             segments = self._segments(spec, refs.features, features)
@@ -343,7 +343,8 @@ def _training_datasets(node: LineageNode) -> list[str]:
     return [ref for _, ref in found]
 
 
-def _strip(table: pa.Table, prefix: str) -> pa.Table:
+def columns_with_prefix(table: pa.Table, prefix: str) -> pa.Table:
+    """The log's ``in.``/``out.`` columns of ``table``, named without the prefix."""
     names = [n for n in table.column_names if n.startswith(prefix)]
     return pa.table({n[len(prefix) :]: table.column(n) for n in names})
 

@@ -30,6 +30,7 @@ from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.predictions import Feedback, Route
 from loopml.domain.review import Agreement, ReviewItem, ReviewStatus, agreement, agrees
 from loopml.ports import Clock, PredictionReader, ReviewStore
+from loopml.services.monitoring import INPUT, OUTPUT, columns_with_prefix
 
 LAG_MS = 60_000
 CONFIDENCE = "out.confidence"
@@ -74,8 +75,8 @@ class ReviewService:
     def _confidence(self, spec: MonitorSpec, table: pa.Table) -> np.ndarray:
         if spec.review_function is not None:
             function = self.load_function(spec.review_function)
-            inputs = _strip(table, "in.").to_pandas()
-            outputs = _strip(table, "out.").to_pandas()
+            inputs = columns_with_prefix(table, INPUT).to_pandas()
+            outputs = columns_with_prefix(table, OUTPUT).to_pandas()
             values = np.asarray(function(inputs, outputs), dtype=float)
             if values.shape != (table.num_rows,):
                 raise InvalidInput(
@@ -147,8 +148,3 @@ def _plain(value: Any) -> Any:
         except ValueError:
             return value
     return value
-
-
-def _strip(table: pa.Table, prefix: str) -> pa.Table:
-    names = [n for n in table.column_names if n.startswith(prefix)]
-    return pa.table({n[len(prefix) :]: table.column(n) for n in names})
