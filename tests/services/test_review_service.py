@@ -3,6 +3,7 @@ answers stored, audited and joined to the log as feedback."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +97,8 @@ def test_a_label_becomes_feedback_and_agreement_is_counted(ws: Workspace) -> Non
     agreement = ws.app.reviews.agreement("hot")
     assert (agreement.answered, agreement.agreed, agreement.rate) == (2, 1, 0.5)
     assert agreement.by_version == {1: (2, 1)}
+    today = datetime.fromtimestamp(ws.clock.now_ms() / 1000, UTC).strftime("%Y-%m-%d")
+    assert agreement.by_day == {today: (2, 1)}  # both answered today, by the test's clock
     assert ws.app.reviews.stats("hot")[0] == len(unsure(ws, live)) - 2
 
     events = [e for e in ws.client.audit_events() if e.action == "review.label"]

@@ -261,6 +261,7 @@ def review_stats(
         "by_version": {
             str(v): {"answered": n, "agreed": k} for v, (n, k) in agreement.by_version.items()
         },
+        "by_day": {d: {"answered": n, "agreed": k} for d, (n, k) in agreement.by_day.items()},
     }
     if as_json:
         print_json(data)
@@ -268,6 +269,8 @@ def review_stats(
     rate = "-" if agreement.rate is None else f"{agreement.rate:.1%}"
     oldest = "-" if age is None else f"{age:.0f}s"
     out.print(f"open {size} (oldest {oldest}); answered {agreement.answered}, agreement {rate}")
+    for day, (n, k) in agreement.by_day.items():
+        out.print(f"  {day}  {k}/{n} agreed", markup=False)
 
 
 def _json_or_text(text: str) -> Any:

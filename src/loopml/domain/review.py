@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -83,6 +84,7 @@ class Agreement:
     answered: int
     agreed: int
     by_version: Mapping[int, tuple[int, int]] = field(default_factory=dict)  # (answered, agreed)
+    by_day: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # UTC "YYYY-MM-DD"
 
     @property
     def rate(self) -> float | None:
@@ -101,9 +103,25 @@ def agrees(output: Any, label: Any, tolerance: float = 0.0) -> bool:
 
 
 def agreement(items: Sequence[ReviewItem]) -> Agreement:
+    """How often reviewers confirmed the model: overall, per model version, and per day
+    the answers were given (UTC), so a change over time shows."""
     answered = [i for i in items if i.status is ReviewStatus.LABELLED and i.agrees is not None]
     by_version: dict[int, tuple[int, int]] = {}
+    by_day: dict[str, tuple[int, int]] = {}
     for item in answered:
-        n, ok = by_version.get(item.version, (0, 0))
-        by_version[item.version] = (n + 1, ok + int(bool(item.agrees)))
-    return Agreement(len(answered), sum(1 for i in answered if i.agrees), by_version)
+        ok = int(bool(item.agrees))
+        n, k = by_version.get(item.version, (0, 0))
+        by_version[item.version] = (n + 1, k + ok)
+        day = _day(item.labelled_ms if item.labelled_ms is not None else item.time_ms)
+        n, k = by_day.get(day, (0, 0))
+        by_day[day] = (n + 1, k + ok)
+    return Agreement(
+        len(answered),
+        sum(1 for i in answered if i.agrees),
+        by_version,
+        dict(sorted(by_day.items())),
+    )
+
+
+def _day(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d")
