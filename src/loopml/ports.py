@@ -569,6 +569,11 @@ class MonitorStore(Protocol):
         """The newest ``limit`` windows created at or after ``since_ms``, oldest first."""
         ...
 
+    def replace_window(self, report: WindowReport) -> None:
+        """Store a newer report of a stored window (performance once late labels
+        arrived); :class:`NotFound` if that window was never stored."""
+        ...
+
     def find_reference(self, key: str) -> dict[str, Any] | None:
         """A summarised reference (plain JSON data) stored under ``key``."""
         ...

@@ -12,6 +12,7 @@ import math
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,7 +24,7 @@ from loopml.adapters.sql import schema as t
 from loopml.adapters.sql.database import SqlDatabase
 from loopml.adapters.sql.monitoring import SqlMonitorStore
 from loopml.domain.drift import DriftMethod, FeatureDrift
-from loopml.domain.errors import InvalidInput, StorageError
+from loopml.domain.errors import InvalidInput, NotFound, StorageError
 from loopml.domain.monitoring import WindowReport
 from loopml.ports import MonitorStore
 
@@ -241,3 +242,21 @@ def test_a_damaged_reference_is_a_storage_error_naming_it(
                 conn.execute(update(t.monitor_references).values(data=text))
         with pytest.raises(StorageError, match=r"monitoring reference 'houses@2' cannot be read"):
             monitors.find_reference("houses@2")
+
+
+def test_a_stored_window_can_be_replaced_by_a_newer_report_in_place(
+    monitors: MonitorStore,
+) -> None:
+    first, second = window("rows:0-99", created_ms=1_000), window("rows:100-199", created_ms=2_000)
+    assert monitors.add_window(first) and monitors.add_window(second)
+    later = replace(first, performance={"rmse": 12.5}, labelled_rows=60)
+    monitors.replace_window(later)
+    listed = monitors.list_windows("api")
+    assert [w.window_key for w in listed] == ["rows:0-99", "rows:100-199"]  # order kept
+    assert listed[0] == later and listed[1] == second
+
+
+def test_replacing_a_window_never_stored_is_not_found(monitors: MonitorStore) -> None:
+    with pytest.raises(NotFound, match="is not stored"):
+        monitors.replace_window(window("rows:5-9"))
+    assert monitors.list_windows("api") == []

@@ -353,3 +353,23 @@ def test_a_tree_model_needs_trusted_for_its_prediction_reference(
     [window] = ws.app.monitoring.run(rows_spec(trusted=True))
     assert {c.column for c in window.outputs} == {"prediction"}
     assert not window.drifted
+
+
+def test_labels_arriving_after_the_window_was_judged_update_its_performance(
+    ws: Workspace,
+) -> None:
+    live = bikes(100, seed=1)
+    ids = ws.serve("demand", live, at_ms=T0 - 100_000)
+    spec = rows_spec(label="demand")
+    [judged] = ws.app.monitoring.run(spec)
+    assert judged.performance == {} and judged.labelled_rows == 0  # no ground truth yet
+    ws.label(ids[:40], live["demand"].head(40).tolist())  # days later, say
+    assert ws.app.monitoring.run(spec) == []  # no new window...
+    [stored] = ws.app.monitoring.windows("demand")
+    assert stored.window_key == judged.window_key
+    assert stored.labelled_rows == 40  # ...but the stored one now knows its performance
+    assert stored.performance["rmse"] < 3.0
+    assert stored.observations()["performance:rmse"] == stored.performance["rmse"]
+    ws.label(ids[40:], live["demand"].iloc[40:].tolist())
+    ws.app.monitoring.run(spec)
+    assert ws.app.monitoring.windows("demand")[0].labelled_rows == 100

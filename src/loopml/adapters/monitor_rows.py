@@ -105,6 +105,13 @@ def window_row(report: WindowReport) -> dict[str, Any]:
     }
 
 
+def no_window(report: WindowReport) -> NotFound:
+    return NotFound(
+        f"monitoring window {report.window_key!r} of {report.deployment!r} is not stored; "
+        "windows are stored by the monitor (loopml monitor run) before they are updated"
+    )
+
+
 def window_from_text(deployment: str, window_key: str, text: str | None) -> WindowReport:
     return from_json(
         f"monitoring window {window_key!r} of {deployment!r}", text, WindowReport.from_dict

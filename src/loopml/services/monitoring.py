@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 INPUT = "in."
 OUTPUT = "out."
 MAX_SEGMENTS = 20  # segment values judged per window: the most frequent ones
+REFRESH_WINDOWS = 48  # newest windows whose performance follows labels arriving late
 _SCORE_ROWS = 200_000  # reference rows scored once for prediction drift (a sample beyond)
 
 
@@ -83,6 +84,7 @@ class MonitoringService:
         self.clock = clock
         self.thresholds = thresholds or DriftThresholds()
         self._references: dict[tuple[str, int, str | None], References] = {}
+        self._feedback_seen: dict[str, int] = {}  # feedback rows at the last refresh
 
     # windows -----------------------------------------------------------------------------
 
@@ -97,7 +99,34 @@ class MonitoringService:
             report = self.judge(spec, key, table, deployment.production.model)
             if self.store.add_window(report):
                 reports.append(report)
+        self.refresh_performance(spec)
         return reports
+
+    def refresh_performance(self, spec: MonitorSpec) -> list[WindowReport]:
+        """Bring the performance of the newest :data:`REFRESH_WINDOWS` windows up to date
+        with labels that arrived after they were judged (ground truth often comes days
+        later); return the windows updated. Skipped while no new feedback arrived."""
+        if spec.label is None:
+            return []
+        feedback = self.reader.stats().feedback_rows
+        if self._feedback_seen.get(spec.deployment) == feedback:
+            return []
+        self._feedback_seen[spec.deployment] = feedback
+        updated = []
+        for window in self.store.list_windows(spec.deployment, limit=REFRESH_WINDOWS):
+            if window.rows == 0 or window.labelled_rows >= window.rows or window.note:
+                continue
+            span = self.reader.read(spec.deployment, window.start_ms, window.end_ms + 1)
+            table = self._production(span)
+            if table.num_rows == 0:
+                continue
+            outputs = columns_with_prefix(table, OUTPUT)
+            performance, labelled = self._performance(spec, table, outputs)
+            if labelled > window.labelled_rows:
+                newer = replace(window, performance=performance, labelled_rows=labelled)
+                self.store.replace_window(newer)
+                updated.append(newer)
+        return updated
 
     def windows(self, deployment: str, limit: int = 1000) -> list[WindowReport]:
         return self.store.list_windows(deployment, limit=limit)

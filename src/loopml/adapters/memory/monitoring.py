@@ -31,6 +31,7 @@ from loopml.adapters.monitor_rows import (
     no_job_slot,
     no_loop,
     no_review_item,
+    no_window,
     reference_from_text,
     review_from_row,
     review_row,
@@ -60,6 +61,16 @@ class MemoryMonitorStore:
                 return False
             self.db.windows[key] = row
             return True
+
+    def replace_window(self, report: WindowReport) -> None:
+        row = window_row(report)
+        key = (report.deployment, report.window_key)
+        with self.db.lock:
+            stored = self.db.windows.get(key)
+            if stored is None:
+                raise no_window(report)
+            # the SQL row keeps its creation time (and so its place in the order)
+            self.db.windows[key] = {**row, "created_ms": stored["created_ms"]}
 
     def list_windows(
         self, deployment: str, since_ms: int | None = None, limit: int = 1000

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from loopml.adapters.monitor_rows import (
     REFERENCE_KEY_LEN,
     check_limit,
     fits,
+    no_window,
     reference_from_text,
     to_json,
     window_from_text,
@@ -45,6 +46,17 @@ class SqlMonitorStore:
                 .returning(_w.id)  # rowcount is -1 for this insert on PostgreSQL
             ).first()
         return done is not None
+
+    def replace_window(self, report: WindowReport) -> None:
+        row = window_row(report)
+        with self.db.write() as conn:
+            done = conn.execute(
+                update(t.monitor_windows)
+                .where(_w.deployment == report.deployment, _w.window_key == report.window_key)
+                .values(report=row["report"], score=row["score"], rows=row["rows"])
+            )
+            if done.rowcount != 1:
+                raise no_window(report)
 
     def list_windows(
         self, deployment: str, since_ms: int | None = None, limit: int = 1000
