@@ -381,16 +381,9 @@ class NumericAccumulator(ColumnAccumulator):
             self._combine(n, mean, float(np.square(deviations, out=deviations).sum()))
 
     def _combine(self, n: int, mean: float, m2: float) -> None:
-        if not n:
-            return
-        if not self.finite:
-            self.finite, self.mean, self.m2 = n, mean, m2
-            return
-        total = self.finite + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.finite * n / total
-        self.finite = total
+        self.finite, self.mean, self.m2 = combine_moments(
+            (self.finite, self.mean, self.m2), (n, mean, m2)
+        )
 
     def _extend_range(self, low: Number, high: Number) -> None:
         self.low = low if self.low is None else min(self.low, low)
@@ -507,3 +500,19 @@ def _iso(value: Number, dtype: pa.DataType) -> str:
         return str(np.datetime_as_string(np.datetime64(int(value), "ms"), unit="D"))
     stamp = np.datetime64(int(value), dtype.unit)
     return str(np.datetime_as_string(stamp, timezone="UTC" if dtype.tz else "naive"))
+
+
+def combine_moments(
+    a: tuple[int, float, float], b: tuple[int, float, float]
+) -> tuple[int, float, float]:
+    """Two (count, mean, sum of squared deviations) summaries as one: Chan et al.'s
+    parallel formula, equal to one pass over both parts up to float rounding."""
+    n_a, mean_a, m2_a = a
+    n_b, mean_b, m2_b = b
+    if not n_b:
+        return a
+    if not n_a:
+        return b
+    total = n_a + n_b
+    delta = mean_b - mean_a
+    return total, mean_a + delta * n_b / total, m2_a + m2_b + delta * delta * n_a * n_b / total

@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 
 from loopml.domain.drift import DriftMethod
 from loopml.domain.errors import InvalidInput
+from loopml.stats.accumulators import combine_moments
 from loopml.stats.drift_measures import (
     Finding,
     Floats,
@@ -179,16 +180,9 @@ class NumericTally:
         self._combine(int(values.size), mean, float(np.square(values - mean).sum()))
 
     def _combine(self, n: int, mean: float, m2: float) -> None:
-        if not n:
-            return
-        if not self.finite:
-            self.finite, self.mean, self.m2 = n, mean, m2
-            return
-        total = self.finite + n
-        delta = mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += m2 + delta * delta * self.finite * n / total
-        self.finite = total
+        self.finite, self.mean, self.m2 = combine_moments(
+            (self.finite, self.mean, self.m2), (n, mean, m2)
+        )
 
     def merge(self, other: NumericTally) -> None:
         self.rows += other.rows
