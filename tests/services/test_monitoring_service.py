@@ -3,6 +3,7 @@ judged against the stored profile of the training data version, once each."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -373,3 +374,31 @@ def test_labels_arriving_after_the_window_was_judged_update_its_performance(
     ws.label(ids[40:], live["demand"].iloc[40:].tolist())
     ws.app.monitoring.run(spec)
     assert ws.app.monitoring.windows("demand")[0].labelled_rows == 100
+
+
+def test_a_long_backlog_is_read_slice_by_slice_into_the_same_windows(ws: Workspace) -> None:
+    """A week of traffic, one request every ten minutes, judged in one run: read a slice
+    of log time at a time (never the week at once), cut into whole windows in order."""
+    week = 7 * 24 * 6  # 1,008 requests of 3 rows
+    ws.serve(
+        "demand",
+        bikes(3 * week, seed=4),
+        at_ms=T0 - 8 * 86_400_000,
+        step_ms=600_000,
+        rows_per_request=3,
+    )
+    reads: list[tuple[int | None, int | None]] = []
+    reader = ws.app.predictions
+    original = reader.read
+
+    def counted(deployment: Any, since_ms: Any = None, until_ms: Any = None) -> Any:
+        reads.append((since_ms, until_ms))
+        return original(deployment, since_ms, until_ms)
+
+    reader.read = counted  # type: ignore[method-assign]
+    windows = ws.app.monitoring.run(rows_spec(window_rows=300))
+    assert [w.rows for w in windows] == [300] * 10  # 3,024 rows: 10 whole windows, 24 wait
+    assert all(a.end_ms < b.start_ms for a, b in itertools.pairwise(windows))
+    spans = [(b or 0) - (a or 0) for a, b in reads if a is not None and b is not None]
+    assert len(reads) > 3 and max(spans) < 7 * 86_400_000  # slices, not the week at once
+    assert ws.app.monitoring.run(rows_spec(window_rows=300)) == []  # judged once

@@ -49,6 +49,9 @@ INPUT = "in."
 OUTPUT = "out."
 MAX_SEGMENTS = 20  # segment values judged per window: the most frequent ones
 REFRESH_WINDOWS = 48  # newest windows whose performance follows labels arriving late
+# Row windows read the log a slice of time at a time, each slice resized to hold about a
+# window: from one minute, between a second and a week.
+_FIRST_SLICE_MS, _MIN_SLICE_MS, _MAX_SLICE_MS = 60_000, 1_000, 7 * 86_400_000
 _SCORE_ROWS = 200_000  # reference rows scored once for prediction drift (a sample beyond)
 
 
@@ -146,21 +149,38 @@ class MonitoringService:
                 yield f"time:{start}-{start + width}", table
                 start += width
             return
-        table = self._production(self.reader.read(spec.deployment, since, now_ms))
         assert spec.window_rows is not None
-        times = table.column("time_ms").to_numpy() if table.num_rows else np.empty(0, np.int64)
-        order = np.argsort(times, kind="stable")
-        begin = 0
-        while begin + spec.window_rows <= len(order):
-            end = begin + spec.window_rows
-            last = times[order[end - 1]]
-            while end < len(order) and times[order[end]] == last:
-                end += 1
-            if end == len(order) and last >= now_ms - 1:
-                return  # rows of this millisecond may still be arriving
-            part = table.take(pa.array(order[begin:end]))
-            yield f"rows:{int(times[order[begin]])}-{int(last)}", part
-            begin = end
+        yield from self._row_windows(spec, spec.window_rows, since, now_ms)
+
+    def _row_windows(
+        self, spec: MonitorSpec, rows: int, since: int | None, now_ms: int
+    ) -> Iterator[tuple[str, pa.Table]]:
+        """Blocks of ``rows`` production rows, read a slice of log time at a time (each
+        slice sized to hold about a window), so a long backlog never sits in memory whole.
+        Every row of a slice ``[start, until)`` is read together, across segments, so the
+        rows of a millisecond are never split however the slices fall."""
+        start = since if since is not None else self._first_ms(spec)
+        if start is None:
+            return
+        step, pending = _FIRST_SLICE_MS, None
+        while start < now_ms:
+            until = min(start + step, now_ms)
+            chunk = self._production(self.reader.read(spec.deployment, start, until))
+            if chunk.num_rows:
+                pending = (
+                    chunk
+                    if pending is None
+                    else pa.concat_tables([pending, chunk], promote_options="permissive")
+                )
+                # rows of the newest millisecond may still be arriving in the last slice
+                wait_from = now_ms - 1 if until >= now_ms else until
+                windows, pending = _cut(pending, rows, wait_from)
+                yield from windows
+            if chunk.num_rows < rows // 4:
+                step = min(step * 4, _MAX_SLICE_MS)
+            elif chunk.num_rows > rows * 4:
+                step = max(step // 4, _MIN_SLICE_MS)
+            start = until
 
     def _first_ms(self, spec: MonitorSpec) -> int | None:
         for batch in self.reader.scan(spec.deployment):
@@ -328,6 +348,29 @@ def task_of(spec: MonitorSpec, outputs: list[str]) -> str | None:
     if spec.task is not None:
         return spec.task
     return "classification" if "confidence" in outputs else None
+
+
+def _cut(
+    table: pa.Table, rows: int, wait_from_ms: int
+) -> tuple[list[tuple[str, pa.Table]], pa.Table]:
+    """The complete windows of ``rows`` rows in ``table`` (in time order, each extended to
+    the end of its last millisecond) and the rows left over. A window that would end the
+    table on a millisecond at or after ``wait_from_ms`` waits: more of its rows may come."""
+    times = table.column("time_ms").to_numpy()
+    order = np.argsort(times, kind="stable")
+    windows: list[tuple[str, pa.Table]] = []
+    begin = 0
+    while begin + rows <= len(order):
+        end = begin + rows
+        last = times[order[end - 1]]
+        while end < len(order) and times[order[end]] == last:
+            end += 1
+        if end == len(order) and last >= wait_from_ms:
+            break
+        part = table.take(pa.array(order[begin:end]))
+        windows.append((f"rows:{int(times[order[begin]])}-{int(last)}", part))
+        begin = end
+    return windows, table.take(pa.array(order[begin:]))
 
 
 def performance(pairs: list[tuple[Any, Any]], task: str | None) -> dict[str, float]:
