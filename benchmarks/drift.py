@@ -256,7 +256,8 @@ def loopml_dask_side(ref_rows: int, rows: int, repeats: int, workers: int) -> di
     import pyarrow.parquet as pq
 
     from loopml.bootstrap import build_memory
-    from loopml.services.drift_check import DriftCheckService, local_cluster
+    from loopml.services.drift_check import DriftCheckService
+    from loopml.services.drift_dask import local_cluster
     from loopml.stats.profile import profile_table
 
     say(f"loopml (dask): building the {ref_rows:,}-row reference")

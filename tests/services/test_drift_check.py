@@ -24,8 +24,9 @@ from loopml.client import Client
 from loopml.domain.drift import DriftMethod, FeatureDrift
 from loopml.domain.errors import ConfigError, InvalidInput, NotFound
 from loopml.domain.predictions import PredictionRecord, Route
-from loopml.services import drift_check
-from loopml.services.drift_check import DriftCheckService, local_cluster
+from loopml.services import drift_check, drift_dask, drift_files
+from loopml.services.drift_check import DriftCheckService
+from loopml.services.drift_dask import local_cluster
 from loopml.stats.drift import Reference
 
 WEATHER = ["sun", "rain", "cloud", "snow"]
@@ -105,8 +106,9 @@ def write_csv(table: pa.Table, folder: Path, files: int) -> list[Path]:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """CSV cut into blocks of a few KB, so that a test file spans many of them."""
-    monkeypatch.setattr(drift_check, "_CSV_BLOCK", 48 << 10)
-    monkeypatch.setattr(drift_check, "_DASK_CSV_BLOCK", 100 << 10)
+    monkeypatch.setattr(drift_files, "CSV_BLOCK", 48 << 10)  # type inference's block
+    monkeypatch.setattr(drift_check, "CSV_BLOCK", 48 << 10)  # the local engine's blocks
+    monkeypatch.setattr(drift_dask, "DASK_CSV_BLOCK", 100 << 10)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,7 @@ def cluster() -> Iterator[object]:
 
 
 def _worker_setting() -> tuple[dict[str, str | None], int]:
-    return {name: os.environ.get(name) for name in drift_check.WORKER_MALLOC}, os.getpid()
+    return {name: os.environ.get(name) for name in drift_dask.WORKER_MALLOC}, os.getpid()
 
 
 @pytest.mark.slow
@@ -133,7 +135,7 @@ def test_the_default_cluster_is_two_processes_that_allocate_from_the_heap(
     with distributed.Client(cluster, set_as_default=False) as client:
         settings = client.run(_worker_setting)
         assert sorted(client.nthreads().values()) == [1, 1]
-    assert [malloc for malloc, _ in settings.values()] == [drift_check.WORKER_MALLOC] * 2
+    assert [malloc for malloc, _ in settings.values()] == [drift_dask.WORKER_MALLOC] * 2
     assert len({pid for _, pid in settings.values()} - {os.getpid()}) == 2
     assert "MALLOC_MMAP_THRESHOLD_" not in os.environ  # this process is left as it was
 
@@ -150,7 +152,7 @@ def test_local_dask_and_in_memory_give_the_same_verdicts(
     write(data, tmp_path / "window", files=3)
     rows: dict[str, int] = {"local": 0, "dask": 0}
 
-    def counted(engine: str) -> drift_check.Progress:
+    def counted(engine: str) -> drift_files.Progress:
         return lambda n: rows.__setitem__(engine, rows[engine] + n)
 
     local = service.check("train", [tmp_path / "window"], progress=counted("local"))

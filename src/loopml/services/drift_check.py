@@ -34,46 +34,37 @@ the same values. As with Arrow's reader, a quoted value holding a line break is 
 supported. Measured: 2,000,000 rows of three columns (40 MiB in memory) went through the
 local engine holding 3-6 MiB of Arrow memory, as Parquet or CSV.
 
-**Dask** is an optional dependency (``pip install 'loopml[dask]'``), imported on first
-use; without a cluster, :func:`local_cluster` starts ``workers`` single-threaded processes
-for the call and closes them after it.
+Files and their reading are in :mod:`loopml.services.drift_files`; the Dask engine (an
+optional dependency, ``pip install 'loopml[dask]'``, imported on first use) in
+:mod:`loopml.services.drift_dask`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
-import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
-
-from loopml.domain.datasets import TABLE_SUFFIXES
 from loopml.domain.drift import FeatureDrift, dataset_score
-from loopml.domain.errors import ConfigError, InvalidInput, LoopmlError, NotFound
+from loopml.domain.errors import InvalidInput
 from loopml.services.datasets import DatasetService
+from loopml.services.drift_dask import DEFAULT_WORKERS, dask_window, import_distributed
+from loopml.services.drift_files import (
+    BATCH_ROWS,
+    CSV_BLOCK,
+    DataFile,
+    Progress,
+    csv_batches,
+    csv_parts,
+    list_files,
+    parquet_batches,
+    plan,
+)
 from loopml.stats.drift import DriftThresholds, DriftWindow, Reference
 
 ENGINES = ("local", "dask")
-BATCH_ROWS = 65_536  # rows per batch read: what bounds the local engine's memory
-_CSV_BLOCK = 4 << 20  # bytes per CSV read block; types are inferred from the first one
-_DASK_CSV_BLOCK = 32 << 20  # bytes of CSV per Dask task
-_DEFAULT_WORKERS = 2
-WORKER_MALLOC = {  # glibc settings of the workers of our own cluster (local_cluster)
-    "MALLOC_TRIM_THRESHOLD_": str(64 << 20),
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-}
-
-Progress = Callable[[int], None]  # called with the number of rows just tallied
-Kind = Literal["csv", "parquet"]
-_KINDS: dict[str, Kind] = {"csv": "csv", "parquet": "parquet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,34 +106,6 @@ class DriftCheckResult:
             "seconds": round(self.seconds, 3),
             "columns": [c.to_dict() for c in self.columns],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class _File:
-    """One input file as both engines read it (picklable: Dask tasks carry it)."""
-
-    path: Path
-    kind: Kind
-    read: tuple[str, ...]  # the file's columns to read, in the reference's order
-    names: tuple[str, ...]  # ... and the reference columns they are
-    absent: tuple[str, ...]  # reference columns other files have and this one lacks
-    schema: pa.Schema | None = None  # CSV: the types of ``read``, from the first block
-
-    def renamed(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        """``batch`` with the reference's names, and nulls for the columns it lacks."""
-        arrays = [batch.column(name) for name in self.read]
-        arrays += [pa.nulls(batch.num_rows) for _ in self.absent]
-        return pa.RecordBatch.from_arrays(arrays, names=[*self.names, *self.absent])
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    """Rows to tally: a Parquet row group, or the CSV lines around bytes [start, end)."""
-
-    file: _File
-    row_group: int = 0
-    start: int = 0
-    end: int = 0
 
 
 class DriftCheckService:
@@ -194,15 +157,15 @@ class DriftCheckService:
             )
         if isinstance(paths, str | Path):
             paths = [Path(paths)]
-        listed = _list_files([Path(p) for p in paths])
+        listed = list_files([Path(p) for p in paths])
         version = self.datasets.get(reference_ref)
         reference = Reference.from_profile(self.datasets.profile(version), columns)
-        distributed = _import_distributed() if engine == "dask" else None
-        files = _plan(listed, reference.columns, prefix)
+        distributed = import_distributed() if engine == "dask" else None
+        files = plan(listed, reference.columns, prefix)
         started = time.perf_counter()
         if distributed is not None:
-            window, filled = _dask_window(
-                distributed, reference, files, cluster, workers or _DEFAULT_WORKERS, progress
+            window, filled = dask_window(
+                distributed, reference, files, cluster, workers or DEFAULT_WORKERS, progress
             )
         else:
             window, filled = _local_window(reference, files, progress)
@@ -220,218 +183,9 @@ class DriftCheckService:
         )
 
 
-# the files ---------------------------------------------------------------------------
-def _list_files(paths: list[Path]) -> list[tuple[Path, Kind]]:
-    """Every table file named or under a named folder (in path order), each once."""
-    if not paths:
-        raise InvalidInput("no data to check: give at least one CSV or Parquet file or folder")
-    found: list[tuple[Path, Kind]] = []
-    seen: dict[Path, Path] = {}
-    for path in paths:
-        if not path.exists():
-            raise NotFound(
-                f"{path} does not exist; give the path of a CSV or Parquet file or a folder of them"
-            )
-        if path.is_dir():
-            inside = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES and p.name[:1] != "."
-            )
-            if not inside:
-                raise InvalidInput(
-                    f"folder {path} holds no CSV or Parquet file (looked for "
-                    f"{', '.join(TABLE_SUFFIXES)}); point at a file or a folder of them"
-                )
-        else:
-            inside = [path]
-        for file in inside:
-            kind = _KINDS.get(TABLE_SUFFIXES.get(file.suffix.lower(), ""))
-            if kind is None:
-                raise InvalidInput(
-                    f"{file} is not a CSV or Parquet file (its suffix is {file.suffix!r}); "
-                    f"drift is checked on {', '.join(TABLE_SUFFIXES)} files"
-                )
-            key = file.resolve()
-            if key in seen:
-                raise InvalidInput(
-                    f"{file} is given twice (also as {seen[key]}); its rows would count "
-                    "twice: name each file or folder once"
-                )
-            seen[key] = file
-            found.append((file, kind))
-    return found
-
-
-def _plan(listed: list[tuple[Path, Kind]], reference: tuple[str, ...], prefix: str) -> list[_File]:
-    """Each file's reference columns (read from its footer or first block), checked."""
-    schemas = [(path, kind, _schema(path, kind)) for path, kind in listed]
-    present: set[str] = set()
-    for path, _, schema in schemas:
-        names = schema.names
-        for column in reference:
-            if names.count(prefix + column) > 1:
-                raise InvalidInput(
-                    f"{path} has {names.count(prefix + column)} columns named "
-                    f"{prefix + column!r}; column names must be unique: rename one"
-                )
-            if prefix + column in names:
-                present.add(column)
-    if not present:
-        raise _nothing_to_judge(reference, prefix, schemas[0][0], schemas[0][2].names)
-    files = []
-    for path, kind, schema in schemas:
-        names = tuple(c for c in reference if prefix + c in schema.names)
-        if not names:  # its rows would count as missing in every column: not this data
-            raise InvalidInput(
-                f"{path} holds none of the reference's columns (with prefix {prefix!r}) "
-                f"while other files do; it is not data of this kind: leave it out (for a "
-                "prediction log, give a deployment's folder, not the log's root)"
-            )
-        read = tuple(prefix + c for c in names)
-        absent = tuple(c for c in reference if c in present and c not in names)
-        types = pa.schema([schema.field(n) for n in read]) if kind == "csv" else None
-        files.append(_File(path, kind, read, names, absent, types))
-    return files
-
-
-def _nothing_to_judge(
-    reference: tuple[str, ...], prefix: str, path: Path, names: list[str]
-) -> InvalidInput:
-    shown = _some(names)
-    hint = "check that the files hold the data the reference was profiled from"
-    if not prefix and any(n.startswith("in.") for n in names):
-        hint = "these look like prediction-log segments: pass --prefix in. (prefix='in.')"
-    elif prefix:
-        hint = f"no column starts with {prefix!r} followed by a reference column; check --prefix"
-    return InvalidInput(
-        f"none of the reference's columns ({_some(reference)}) is in the data "
-        f"(with prefix {prefix!r}); {path} has {shown or 'no columns'}: {hint}"
-    )
-
-
-def _some(names: Sequence[str], shown: int = 12) -> str:
-    return ", ".join(map(repr, names[:shown])) + (", ..." if len(names) > shown else "")
-
-
-def _schema(path: Path, kind: Kind) -> pa.Schema:
-    """The file's columns: a Parquet file's footer; a CSV file's first block, parsed."""
-    if kind == "parquet":
-        try:
-            with _parquet_file(path) as handle:
-                schema: pa.Schema = handle.schema_arrow
-                return schema
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise _parquet_error(path, exc) from exc
-    if path.stat().st_size == 0:
-        raise InvalidInput(f"{path} is empty; a CSV file needs at least a header line")
-    with path.open("rb") as handle:
-        end = _line_start(handle, _CSV_BLOCK)
-        handle.seek(0)
-        data = handle.read(end)
-    # Types are inferred here, once, from the first block (as Arrow's reader would), and
-    # every block of either engine is parsed with them: no block infers on its own.
-    schema = _parse_csv(path, data, None, None).schema
-    binary = [f.name for f in schema if pa.types.is_binary(f.type)]
-    if binary:
-        raise InvalidInput(
-            f"cannot read CSV {path}: column(s) {', '.join(map(repr, binary))} hold text that "
-            "is not valid UTF-8; loopml reads CSV as UTF-8: convert the file "
-            "(e.g. `iconv -f latin1 -t utf-8`)"
-        )
-    return schema
-
-
-def _parquet_file(path: Path) -> Any:
-    # Column chunks are read through a 1 MiB buffer, not whole: a row group of a million
-    # rows would otherwise be held at once.
-    return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-
-
-def _parquet_error(path: Path, exc: Exception) -> InvalidInput:
-    return InvalidInput(
-        f"cannot read Parquet {path}: {exc}; the file may be truncated or not Parquet "
-        "(write it again, or check the copy)"
-    )
-
-
-def _parquet_batches(file: _File, row_group: int | None) -> Iterator[pa.RecordBatch]:
-    """A Parquet file's (or one row group's) batches with the reference's names."""
-    groups = None if row_group is None else [row_group]
-    try:
-        with _parquet_file(file.path) as handle:
-            for batch in handle.iter_batches(
-                batch_size=BATCH_ROWS, row_groups=groups, columns=list(file.read)
-            ):
-                yield file.renamed(batch)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise _parquet_error(file.path, exc) from exc
-
-
-def _csv_parts(file: _File, block: int) -> list[_Part]:
-    size = file.path.stat().st_size
-    return [_Part(file, start=s, end=min(s + block, size)) for s in range(0, max(size, 1), block)]
-
-
-def _csv_batches(part: _Part) -> Iterator[pa.RecordBatch]:
-    """The lines of a CSV part with the reference's names: from just after the first line
-    break at or after ``start`` (the file's start for the first part) to just after the
-    first one at or after ``end``. Consecutive parts meet there, so every line is in
-    exactly one part; the file's header line is put back in front of each."""
-    file = part.file
-    with file.path.open("rb") as handle:
-        header = handle.readline()
-        start = _line_start(handle, part.start) if part.start else 0
-        end = _line_start(handle, part.end)
-        if start >= end:
-            return
-        handle.seek(start)
-        data = handle.read(end - start)
-    table = _parse_csv(file.path, data if start == 0 else header + data, file.schema, file.read)
-    for batch in table.to_batches(max_chunksize=BATCH_ROWS):
-        yield file.renamed(batch)
-
-
-def _parse_csv(
-    path: Path, data: bytes, types: pa.Schema | None, columns: Sequence[str] | None
-) -> pa.Table:
-    convert = pacsv.ConvertOptions()
-    if types is not None and columns is not None:
-        convert = pacsv.ConvertOptions(column_types=types, include_columns=list(columns))
-    try:
-        table: pa.Table = pacsv.read_csv(
-            pa.BufferReader(data),
-            # one block, so that types are inferred from all of it (when none are given)
-            read_options=pacsv.ReadOptions(use_threads=False, block_size=len(data) + 1),
-            convert_options=convert,
-        )
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        text = str(exc).strip()
-        if "Empty CSV file" in text:
-            raise InvalidInput(f"{path} is empty; a CSV file needs at least a header line") from exc
-        raise InvalidInput(
-            f"cannot read CSV {path}: {text}; check that it is a well-formed UTF-8 CSV with "
-            "a header line (a column's type is inferred from its first rows: convert the "
-            "file to Parquet with explicit types if later values do not fit it)"
-        ) from exc
-    return table
-
-
-def _line_start(handle: BinaryIO, offset: int) -> int:
-    """The offset just after the first line break at or after ``offset`` (or the end)."""
-    handle.seek(offset)
-    while True:
-        chunk = handle.read(1 << 16)
-        if not chunk:
-            return handle.tell()
-        found = chunk.find(b"\n")
-        if found >= 0:
-            return handle.tell() - len(chunk) + found + 1
-
-
 # the local engine --------------------------------------------------------------------
 def _local_window(
-    reference: Reference, files: list[_File], progress: Progress | None
+    reference: Reference, files: list[DataFile], progress: Progress | None
 ) -> tuple[DriftWindow, dict[str, int]]:
     """One window over every file, a batch at a time."""
     window = reference.window()
@@ -439,9 +193,9 @@ def _local_window(
     for file in files:
         before = window.rows
         if file.kind == "parquet":
-            batches = _parquet_batches(file, None)
+            batches = parquet_batches(file, None)
         else:
-            batches = (b for part in _csv_parts(file, _CSV_BLOCK) for b in _csv_batches(part))
+            batches = (b for part in csv_parts(file, CSV_BLOCK) for b in csv_batches(part))
         for batch in batches:
             window.update(batch)
             if progress is not None:
@@ -451,152 +205,4 @@ def _local_window(
     return window, filled
 
 
-# the dask engine ---------------------------------------------------------------------
-def _parts(files: list[_File]) -> list[_Part]:
-    """One part per Parquet row group and per ``_DASK_CSV_BLOCK`` bytes of CSV."""
-    parts: list[_Part] = []
-    for file in files:
-        if file.kind == "csv":
-            parts += _csv_parts(file, _DASK_CSV_BLOCK)
-            continue
-        try:
-            with _parquet_file(file.path) as handle:
-                groups = handle.num_row_groups
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise _parquet_error(file.path, exc) from exc
-        parts += [_Part(file, row_group=i) for i in range(groups)]
-    return parts
-
-
-def _tally_part(part: _Part, reference: Reference) -> DriftWindow:
-    """On a worker: a window of ``part``'s rows."""
-    window = reference.window()
-    if part.file.kind == "parquet":
-        batches = _parquet_batches(part.file, part.row_group)
-    else:
-        batches = _csv_batches(part)
-    for batch in batches:
-        window.update(batch)
-    return window
-
-
-def _dask_window(
-    distributed: Any,
-    reference: Reference,
-    files: list[_File],
-    cluster: object | None,
-    workers: int,
-    progress: Progress | None,
-) -> tuple[DriftWindow, dict[str, int]]:
-    parts = _parts(files)
-    own = None
-    if cluster is None:
-        own = local_cluster(workers)
-    try:
-        with distributed.Client(own or cluster, set_as_default=False) as client:
-            shared = client.scatter(reference, hash=False)  # shipped once, not per task
-            token = uuid.uuid4().hex
-            flight = 2 * max(1, sum(client.nthreads().values()))
-            window = reference.window()
-            filled: dict[str, int] = {}
-            for part, tallied in _in_order(client, parts, shared, token, flight):
-                window.merge(tallied)
-                for column in part.file.absent:
-                    filled[column] = filled.get(column, 0) + tallied.rows
-                if progress is not None:
-                    progress(tallied.rows)
-            return window, filled
-    finally:
-        if own is not None:
-            own.close()
-
-
-def _in_order(
-    client: Any, parts: list[_Part], shared: Any, token: str, flight: int
-) -> Iterator[tuple[_Part, DriftWindow]]:
-    """Each part's window, in part order (so the merge is the same on every run), with at
-    most ``flight`` tasks submitted ahead."""
-    waiting = iter(enumerate(parts))
-    running: deque[tuple[_Part, Any]] = deque()
-
-    def submit() -> None:
-        for number, part in waiting:
-            key = f"loopml-drift-{token}-{number}"
-            running.append((part, client.submit(_tally_part, part, shared, key=key)))
-            return
-
-    for _ in range(flight):
-        submit()
-    try:
-        while running:
-            part, future = running.popleft()
-            try:
-                tallied = future.result()
-            except LoopmlError:
-                raise
-            except (ValueError, TypeError, KeyError, OSError, pa.ArrowException) as exc:
-                raise InvalidInput(
-                    f"tallying {_where(part)} on Dask failed: {type(exc).__name__}: {exc}"
-                ) from exc
-            submit()
-            yield part, tallied
-    finally:
-        client.cancel([future for _, future in running])
-
-
-def _where(part: _Part) -> str:
-    if part.file.kind == "parquet":
-        return f"row group {part.row_group} of {part.file.path}"
-    return f"bytes {part.start:,}-{part.end:,} of {part.file.path}"
-
-
-def local_cluster(workers: int = _DEFAULT_WORKERS) -> Any:
-    """The ``distributed.LocalCluster`` that :meth:`DriftCheckService.check` starts when
-    given no cluster: ``workers`` single-threaded processes whose allocator keeps memory
-    between batches (close it after use, or use it as a context manager).
-
-    Dask starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``: glibc then hands freed
-    memory back at once and maps each numpy temporary of a batch (512 KB) afresh, so every
-    batch faults its memory in again. Tallying took 3 times the CPU (2.3 against 0.7
-    CPU-s for 1,000,000 rows x 25 columns on one worker; 560,000 page faults against 600)
-    until the workers kept up to 64 MiB of freed heap and served allocations up to 32 MiB
-    from it (:data:`WORKER_MALLOC`). Set the same variables on the workers of a cluster
-    of your own for the same speed."""
-    distributed = _import_distributed()
-    import dask.config
-
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
-    environ.update(WORKER_MALLOC)
-    # A nanny lets this process's environment override its settings, and an earlier
-    # cluster may have left Dask's there: set ours for the start, then put things back.
-    saved = {name: os.environ.get(name) for name in WORKER_MALLOC}
-    os.environ.update(WORKER_MALLOC)
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            return distributed.LocalCluster(
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ConfigError(
-            "the dask engine needs Dask, an optional dependency: pip install 'loopml[dask]' "
-            "(or use --engine local)"
-        ) from exc
-    return distributed
-
-
-__all__ = ["BATCH_ROWS", "ENGINES", "DriftCheckResult", "DriftCheckService", "local_cluster"]
+__all__ = ["BATCH_ROWS", "ENGINES", "DriftCheckResult", "DriftCheckService"]
