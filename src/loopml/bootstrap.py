@@ -60,7 +60,6 @@ from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.gates import GatePolicy
 from loopml.domain.monitoring import MonitorSpec, monitors_from_config
 from loopml.ports import (
-    AlertStore,
     ApprovalStore,
     AuditLog,
     BlobStore,
@@ -69,16 +68,12 @@ from loopml.ports import (
     DeploymentStore,
     EvaluationStore,
     FileIndex,
-    LoopStore,
-    MonitorStore,
-    PredictionReader,
-    PredictionSink,
     RegistryStore,
-    ReviewStore,
-    ServiceMetrics,
     StepCache,
     TrackingStore,
 )
+from loopml.ports.monitoring import AlertStore, LoopStore, MonitorStore, ReviewStore, ServiceMetrics
+from loopml.ports.predictions import PredictionReader, PredictionSink
 from loopml.services.audit import AuditService
 from loopml.services.dataset_status import DatasetStatus
 from loopml.services.deployments import DeploymentService

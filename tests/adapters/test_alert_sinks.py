@@ -42,7 +42,7 @@ from loopml.adapters.alert_webhook import (
 from loopml.domain.alert_config import EmailSinkConfig, alerts_from_config
 from loopml.domain.alerts import Alert, AlertRule, Delivery, Observation, evaluate
 from loopml.domain.errors import ConfigError, InvalidInput, PermissionDenied
-from loopml.ports import AlertSink
+from loopml.ports.monitoring import AlertSink
 
 SECRET = b"s3cret-key"
 

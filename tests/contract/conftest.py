@@ -66,13 +66,11 @@ if TYPE_CHECKING:
         DatasetStore,
         DeploymentStore,
         EvaluationStore,
-        LoopStore,
-        MonitorStore,
         RegistryStore,
-        ReviewStore,
         StepCache,
         TrackingStore,
     )
+    from loopml.ports.monitoring import LoopStore, MonitorStore, ReviewStore
 
 POSTGRES_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

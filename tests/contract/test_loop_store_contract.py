@@ -31,7 +31,8 @@ from loopml.domain.errors import (
     StorageError,
 )
 from loopml.domain.loop import JobRun, JobState, LoopRun, LoopState
-from loopml.ports import AuditLog, LoopStore
+from loopml.ports import AuditLog
+from loopml.ports.monitoring import LoopStore
 
 if TYPE_CHECKING:
     from tests.contract.conftest import Stores

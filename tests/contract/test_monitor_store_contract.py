@@ -26,7 +26,7 @@ from loopml.adapters.sql.monitoring import SqlMonitorStore
 from loopml.domain.drift import DriftMethod, FeatureDrift
 from loopml.domain.errors import InvalidInput, NotFound, StorageError
 from loopml.domain.monitoring import WindowReport
-from loopml.ports import MonitorStore
+from loopml.ports.monitoring import MonitorStore
 
 if TYPE_CHECKING:
     from tests.contract.conftest import FakeClock, Stores

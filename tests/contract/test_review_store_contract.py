@@ -24,7 +24,8 @@ from loopml.adapters.sql.review import SqlReviewStore
 from loopml.domain.audit import AuditRecord, verify_chain
 from loopml.domain.errors import InvalidInput, InvalidState, NotFound, StorageError
 from loopml.domain.review import ReviewItem, ReviewStatus
-from loopml.ports import AuditLog, ReviewStore
+from loopml.ports import AuditLog
+from loopml.ports.monitoring import ReviewStore
 
 if TYPE_CHECKING:
     from tests.contract.conftest import Stores

@@ -8,7 +8,7 @@ import pytest
 from server_support import FEATURES, Live
 
 from loopml.adapters.server_metrics import ServerMetricsReader, parse_counts
-from loopml.ports import RequestCounts
+from loopml.ports.monitoring import RequestCounts
 from loopml.services.agent import error_rate_between
 
 ROW = {"temp": 0.5, "hour": 3}

@@ -40,7 +40,7 @@ from loopml.domain.alert_config import (
 )
 from loopml.domain.alerts import Alert, Delivery, Severity
 from loopml.domain.errors import ConfigError, InvalidInput
-from loopml.ports import AlertSink
+from loopml.ports.monitoring import AlertSink
 
 log = logging.getLogger("loopml.alerts")
 

@@ -83,7 +83,7 @@ _STOP = object()
 
 
 class ParquetPredictionSink:
-    """A :class:`~loopml.ports.PredictionSink` writing Parquet segments under ``root``.
+    """A :class:`~loopml.ports.predictions.PredictionSink` writing Parquet segments under ``root``.
 
     The thread starts on the first ``submit``; constructing the sink does no I/O.
     ``segment_writer`` is the function that stores one segment (tests slow it down or make

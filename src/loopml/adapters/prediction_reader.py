@@ -49,7 +49,7 @@ from loopml.adapters.prediction_segments import (
 from loopml.domain.errors import IntegrityError, InvalidInput
 from loopml.domain.names import validate_identifier
 from loopml.domain.predictions import Feedback, PredictionRecord, Route
-from loopml.ports import DeploymentLogStats, PredictionLogStats
+from loopml.ports.predictions import DeploymentLogStats, PredictionLogStats
 
 _SEGMENT = re.compile(r"^(\d{13})-(\d{13})-[0-9a-f]+-\d+\.parquet$")
 _EXPORT_SUFFIXES = (".parquet", ".csv")
@@ -93,7 +93,7 @@ class _Labels:
 
 
 class ParquetPredictionReader:
-    """A :class:`~loopml.ports.PredictionReader` over the segments under ``root``."""
+    """A :class:`~loopml.ports.predictions.PredictionReader` over the segments under ``root``."""
 
     def __init__(self, root: Path) -> None:
         self.root = root

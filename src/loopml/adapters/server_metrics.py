@@ -14,7 +14,7 @@ import re
 import urllib.error
 import urllib.request
 
-from loopml.ports import RequestCounts
+from loopml.ports.monitoring import RequestCounts
 
 _SAMPLE = re.compile(r"^(loopml_requests_total|loopml_request_errors_total)\{([^}]*)\}\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

@@ -18,7 +18,7 @@ from loopml.domain.errors import InvalidInput
 
 if TYPE_CHECKING:
     from loopml.domain.predictions import PredictionRecord
-    from loopml.ports import PredictionReader
+    from loopml.ports.predictions import PredictionReader
 
 app = typer.Typer(help="The prediction log: tail, export and stats.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Ground truth for logged predictions.", no_args_is_help=True)

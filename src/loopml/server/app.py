@@ -36,7 +36,7 @@ from loopml.domain.deployments import canary_takes
 from loopml.domain.errors import InvalidInput, InvalidState, NotFound
 from loopml.domain.predictions import Feedback, PredictionRecord, Route
 from loopml.domain.signature_check import FieldProblem, check_columns, columns_from_rows
-from loopml.ports import PredictionSink
+from loopml.ports.predictions import PredictionSink
 from loopml.server.batching import Batcher
 from loopml.server.metrics import ServerMetrics
 from loopml.server.openapi import OPENAPI, docs_page

@@ -30,7 +30,8 @@ from loopml.domain.errors import LoopmlError
 from loopml.domain.loop import JobState
 from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.schedule import Schedule, catch_up
-from loopml.ports import Clock, LoopStore, RequestCounts, ServiceMetrics, Trainer
+from loopml.ports import Clock
+from loopml.ports.monitoring import LoopStore, RequestCounts, ServiceMetrics, Trainer
 from loopml.services.alerting import AlertService
 from loopml.services.loop import LoopService
 from loopml.services.monitoring import MonitoringService

@@ -17,7 +17,8 @@ from loopml.domain.alerts import Alert, AlertRule, Delivery, Observation, evalua
 from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import ConfigError
 from loopml.domain.monitoring import WindowReport
-from loopml.ports import AlertSink, AlertStore, Clock
+from loopml.ports import Clock
+from loopml.ports.monitoring import AlertSink, AlertStore
 
 ACTOR = "loopml-alerts"
 HISTORY_WINDOWS = 200  # windows looked at per check: enough to see a condition clear

@@ -45,7 +45,9 @@ from loopml.domain.loop import LoopRun, LoopState
 from loopml.domain.monitoring import LoopSpec, MonitorSpec
 from loopml.domain.predictions import Route
 from loopml.domain.review import ReviewStatus
-from loopml.ports import Clock, LoopStore, PredictionReader, ReviewStore, Trainer
+from loopml.ports import Clock
+from loopml.ports.monitoring import LoopStore, ReviewStore, Trainer
+from loopml.ports.predictions import PredictionReader
 from loopml.services.monitoring import performance, row_label
 from loopml.services.validation import read_schema
 

@@ -34,7 +34,9 @@ from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.lineage import LineageNode
 from loopml.domain.monitoring import MonitorSpec, WindowReport
 from loopml.domain.predictions import Route
-from loopml.ports import Clock, MonitorStore, PredictionReader
+from loopml.ports import Clock
+from loopml.ports.monitoring import MonitorStore
+from loopml.ports.predictions import PredictionReader
 from loopml.services.scoring import Scorer
 from loopml.stats.drift import DriftThresholds, Reference
 from loopml.stats.profile import TableProfile, profile_table

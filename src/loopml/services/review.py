@@ -29,7 +29,9 @@ from loopml.domain.errors import InvalidInput
 from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.predictions import Feedback, Route
 from loopml.domain.review import Agreement, ReviewItem, ReviewStatus, agreement, agrees
-from loopml.ports import Clock, PredictionReader, ReviewStore
+from loopml.ports import Clock
+from loopml.ports.monitoring import ReviewStore
+from loopml.ports.predictions import PredictionReader
 from loopml.services.monitoring import INPUT, OUTPUT, columns_with_prefix
 
 LAG_MS = 60_000
