@@ -99,6 +99,10 @@ class ParquetPredictionReader:
         self.root = root
         self._writer_id = secrets.token_hex(6)
         self._seq = 0
+        # The newest label of every request, decoded, and the feedback segments it was
+        # built from: segments are never changed once written, so the same names give
+        # the same labels, and a monitor judging many windows decodes them once.
+        self._labels_of: tuple[tuple[str, ...], _Labels] | None = None
 
     # -- predictions -------------------------------------------------------------------
 
@@ -207,27 +211,14 @@ class ParquetPredictionReader:
         return _with_labels(self.read(deployment, since_ms, until_ms), self._labels())
 
     def _labels(self) -> _Labels:
-        tables = [
-            _read_columns(s.path, None, FEEDBACK_SCHEMA)
-            for s in _segments_in(self.root / FEEDBACK_DIR)
-        ]
-        if not tables:
-            return _Labels(pa.array([], pa.string()), pa.array([]), pa.array([], pa.int64()))
-        table = pa.concat_tables([t.select(FEEDBACK_SCHEMA.names) for t in tables])
-        table = table.append_column("order", pa.array(range(table.num_rows), pa.int64()))
-        keys = [("request_id", "ascending"), ("time_ms", "ascending"), ("order", "ascending")]
-        table = table.take(pc.sort_indices(table, sort_keys=keys))
-        ids = table["request_id"].combine_chunks()
-        # The last row of each run of equal ids is its newest feedback.
-        last = pc.not_equal(ids[:-1], ids[1:]) if len(ids) > 1 else pa.array([], pa.bool_())
-        keep = pa.concat_arrays([last, pa.array([True])])
-        table = table.filter(keep)
-        decoded = [None if s is None else json.loads(s) for s in table["label"].to_pylist()]
-        return _Labels(
-            table["request_id"].combine_chunks(),
-            to_arrow_column(decoded),
-            table["time_ms"].combine_chunks(),
-        )
+        segments = _segments_in(self.root / FEEDBACK_DIR)
+        names = tuple(s.path.name for s in segments)
+        cached = self._labels_of
+        if cached is not None and cached[0] == names:
+            return cached[1]
+        labels = _newest_labels([_read_columns(s.path, None, FEEDBACK_SCHEMA) for s in segments])
+        self._labels_of = (names, labels)
+        return labels
 
     # -- export and stats --------------------------------------------------------------
 
@@ -340,6 +331,27 @@ class ParquetPredictionReader:
             last_error=last_error,
             temporaries=temporaries,
         )
+
+
+def _newest_labels(tables: list[pa.Table]) -> _Labels:
+    """The newest feedback of each request id (ties: the one stored last), decoded."""
+    if not tables:
+        return _Labels(pa.array([], pa.string()), pa.array([]), pa.array([], pa.int64()))
+    table = pa.concat_tables([t.select(FEEDBACK_SCHEMA.names) for t in tables])
+    table = table.append_column("order", pa.array(range(table.num_rows), pa.int64()))
+    keys = [("request_id", "ascending"), ("time_ms", "ascending"), ("order", "ascending")]
+    table = table.take(pc.sort_indices(table, sort_keys=keys))
+    ids = table["request_id"].combine_chunks()
+    # The last row of each run of equal ids is its newest feedback.
+    last = pc.not_equal(ids[:-1], ids[1:]) if len(ids) > 1 else pa.array([], pa.bool_())
+    keep = pa.concat_arrays([last, pa.array([True])])
+    table = table.filter(keep)
+    decoded = [None if s is None else json.loads(s) for s in table["label"].to_pylist()]
+    return _Labels(
+        table["request_id"].combine_chunks(),
+        to_arrow_column(decoded),
+        table["time_ms"].combine_chunks(),
+    )
 
 
 def _files(folder: Path, suffix: str) -> list[Path]:

@@ -99,21 +99,22 @@ class MonitoringService:
         now = self.clock.now_ms() if until_ms is None else until_ms
         stored = self.store.list_windows(spec.deployment, limit=1)
         after_ms = stored[-1].end_ms if stored else None
+        log = self.reader.stats()  # once per run: it reads every segment's footer
         reports: list[WindowReport] = []
         for key, table in self._windows(spec, after_ms, now):
-            report = self.judge(spec, key, table, deployment.production.model)
+            report = self.judge(spec, key, table, deployment.production.model, log.dropped)
             if self.store.add_window(report):
                 reports.append(report)
-        self.refresh_performance(spec)
+        self.refresh_performance(spec, log.feedback_rows)
         return reports
 
-    def refresh_performance(self, spec: MonitorSpec) -> list[WindowReport]:
+    def refresh_performance(self, spec: MonitorSpec, feedback: int) -> list[WindowReport]:
         """Bring the performance of the newest :data:`REFRESH_WINDOWS` windows up to date
         with labels that arrived after they were judged (ground truth often comes days
-        later); return the windows updated. Skipped while no new feedback arrived."""
+        later); return the windows updated. Skipped while the log's ``feedback`` rows are as
+        many as at the last refresh (no new labels)."""
         if spec.label is None:
             return []
-        feedback = self.reader.stats().feedback_rows
         if self._feedback_seen.get(spec.deployment) == feedback:
             return []
         self._feedback_seen[spec.deployment] = feedback
@@ -198,8 +199,11 @@ class MonitoringService:
 
     # judging -----------------------------------------------------------------------------
 
-    def judge(self, spec: MonitorSpec, key: str, table: pa.Table, model: str) -> WindowReport:
-        """The report of one window's production rows."""
+    def judge(
+        self, spec: MonitorSpec, key: str, table: pa.Table, model: str, log_dropped: int
+    ) -> WindowReport:
+        """The report of one window's production rows (``log_dropped``: records the
+        prediction log lost so far)."""
         rows = table.num_rows
         start, end = _span(table, key)
         base = WindowReport(
@@ -211,7 +215,7 @@ class MonitoringService:
             model=model,
             created_ms=self.clock.now_ms(),
             segment_by=spec.segment_by,
-            log_dropped=self.reader.stats().dropped,
+            log_dropped=log_dropped,
         )
         if rows == 0:
             return replace(base, note="no production rows in this window: nothing to judge")
