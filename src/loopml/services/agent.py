@@ -32,7 +32,7 @@ from loopml.domain.monitoring import MonitorSpec
 from loopml.domain.schedule import Schedule, catch_up
 from loopml.ports import Clock
 from loopml.ports.monitoring import LoopStore, RequestCounts, ServiceMetrics, Trainer
-from loopml.services.alerting import AlertService
+from loopml.services.alerting import HISTORY_WINDOWS, AlertService
 from loopml.services.loop import LoopService
 from loopml.services.monitoring import MonitoringService
 from loopml.services.review import ReviewService
@@ -95,7 +95,7 @@ class Agent:
     def monitor_once(self, spec: MonitorSpec) -> str:
         """Windows, review queue, alerts and (if a rule says so) a retrain loop, now."""
         reports = self.monitoring.run(spec)
-        windows = self.monitoring.windows(spec.deployment)
+        windows = self.monitoring.windows(spec.deployment, limit=HISTORY_WINDOWS)
         live: dict[str, float] = {}
         if spec.review_below is not None:
             _, age = self.reviews.stats(spec.deployment)
