@@ -37,6 +37,7 @@ from loopml.adapters.memory.stores import (
     MemoryRegistryStore,
     MemoryTrackingStore,
 )
+from loopml.adapters.model_cache import PickleModelCache
 from loopml.adapters.provenance import GitProvenance
 from loopml.adapters.sql import migrate
 from loopml.adapters.sql.alerts import SqlAlertStore
@@ -359,6 +360,11 @@ def _wire(
         gates,
         approvals=stores.approvals,
         evaluations=stores.evaluations,
+        model_cache=(
+            PickleModelCache(settings.root / STATE_DIR / "cache" / "models")
+            if settings is not None and settings.model_cache
+            else None
+        ),
     )
     return Loopml(
         settings=settings,

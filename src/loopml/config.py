@@ -104,6 +104,14 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_body_mb", "serve", float, lambda _: 10.0, "the largest request body the server takes"
     ),
+    Option(
+        "model_cache",
+        "serve",
+        bool,
+        lambda _: True,
+        "keep an authenticated local copy of each model loaded through skops, so the next "
+        "start loads it without skops",
+    ),
 )
 _BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -123,6 +131,7 @@ class Settings:
     workers: int
     poll_seconds: float
     max_body_mb: float
+    model_cache: bool
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # The raw [gates] table of loopml.toml; the gate policy parser names its keys.
     gates: Mapping[str, Any] = field(default_factory=dict, compare=False)

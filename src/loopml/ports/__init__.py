@@ -361,6 +361,9 @@ class ModelFlavor(Protocol):
 
     name: str
     file_name: str
+    # True when a pickle of what load() returns loads much faster than the artifact does
+    # (skops): the registry may then keep one in a local ModelCache.
+    load_cache: bool
 
     def accepts(self, model: object) -> bool: ...
     def save(self, model: object, path: Path) -> None: ...
@@ -368,6 +371,13 @@ class ModelFlavor(Protocol):
     def describe(self, model: object) -> dict[str, str]:
         """Library names and versions that produced the model."""
         ...
+
+
+class ModelCache(Protocol):
+    """Loaded models kept on this machine, by artifact digest, for a faster next load."""
+
+    def get(self, digest: Digest) -> object | None: ...
+    def put(self, digest: Digest, model: object) -> None: ...
 
 
 class FlavorCatalog(Protocol):

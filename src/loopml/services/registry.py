@@ -47,6 +47,8 @@ from loopml.ports import (
     Clock,
     EvaluationStore,
     FlavorCatalog,
+    ModelCache,
+    ModelFlavor,
     NewModelVersion,
     RegistryStore,
     StageChange,
@@ -74,8 +76,10 @@ class RegistryService:
         *,
         approvals: ApprovalStore,
         evaluations: EvaluationStore,
+        model_cache: ModelCache | None = None,
     ) -> None:
         self.store = store
+        self.model_cache = model_cache
         self.approvals = approvals
         self.evaluations = evaluations
         self.blobs = blobs
@@ -246,10 +250,23 @@ class RegistryService:
         return page.items[0]
 
     def load(self, uri: str | ModelUri, *, trusted: bool = False) -> object:
-        """Load a registered model after verifying its artifact's hash."""
+        """Load a registered model after verifying its artifact's hash.
+
+        A model that loads with its flavor's default trust is also kept in the local
+        model cache, when there is one, and loaded from there next time
+        (:mod:`loopml.adapters.model_cache`)."""
         mv = self.resolve(uri)
         flavor = self.flavors.get(mv.flavor)
         _require_trust(mv.flavor, trusted, f"load {mv.uri}")
+        cache = self.model_cache if flavor.load_cache and not trusted else None
+        if cache is not None and (cached := cache.get(mv.artifact.digest)) is not None:
+            return cached
+        model = self._load_artifact(mv, flavor, trusted=trusted)
+        if cache is not None:
+            cache.put(mv.artifact.digest, model)
+        return model
+
+    def _load_artifact(self, mv: ModelVersion, flavor: ModelFlavor, *, trusted: bool) -> object:
         with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
             path = Path(tmp) / flavor.file_name
             try:

@@ -50,6 +50,7 @@ class LightGBMFlavor:
 
     name = "lightgbm"
     file_name = "model.txt"
+    load_cache = False
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_lightgbm(model):

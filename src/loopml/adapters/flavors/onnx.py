@@ -91,6 +91,7 @@ class OnnxFlavor:
 
     name = "onnx"
     file_name = "model.onnx"
+    load_cache = False
 
     def accepts(self, model: object) -> bool:
         return _is_model_proto(model)

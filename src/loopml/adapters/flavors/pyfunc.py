@@ -24,6 +24,7 @@ class PythonFunctionFlavor:
 
     name = "python_function"
     file_name = "model.cloudpickle"
+    load_cache = False
 
     def accepts(self, model: object) -> bool:
         return callable(getattr(model, "predict", None)) or callable(model)

@@ -88,6 +88,7 @@ class SklearnFlavor:
 
     name = "sklearn"
     file_name = "model.skops"
+    load_cache = True
 
     def accepts(self, model: object) -> bool:
         # Checked by module name first so that other objects never import scikit-learn.

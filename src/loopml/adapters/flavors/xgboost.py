@@ -54,6 +54,7 @@ class XGBoostFlavor:
 
     name = "xgboost"
     file_name = "model.ubj"
+    load_cache = False
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_xgboost(model):
