@@ -13,8 +13,9 @@ A pickle runs code when loaded, so only a file this workspace wrote is ever load
   ``.loopml/cache/key``, created on first use and readable by its owner only (0600). A
   file whose MAC does not verify (damaged, or written elsewhere) is removed and the model
   is loaded from its artifact again;
-- the artifact store is never involved: a cache entry is never shared, copied or
-  uploaded; the model artifact stays the skops file, hash-checked as before;
+- a cache entry is never shared, copied or uploaded; the model artifact stays the skops
+  file, and the registry still reads it and verifies its hash on every load (a corrupt
+  artifact is refused as before), only the skops step is skipped;
 - entries are keyed by the artifact's content digest *and* a fingerprint of the
   environment (the Python version and every installed distribution's name, version and
   install time), so an upgraded library never unpickles an object pickled by another

@@ -48,7 +48,6 @@ from loopml.ports import (
     EvaluationStore,
     FlavorCatalog,
     ModelCache,
-    ModelFlavor,
     NewModelVersion,
     RegistryStore,
     StageChange,
@@ -253,20 +252,12 @@ class RegistryService:
         """Load a registered model after verifying its artifact's hash.
 
         A model that loads with its flavor's default trust is also kept in the local
-        model cache, when there is one, and loaded from there next time
-        (:mod:`loopml.adapters.model_cache`)."""
+        model cache, when there is one, and taken from there next time, once the
+        artifact's hash has been verified again (:mod:`loopml.adapters.model_cache`)."""
         mv = self.resolve(uri)
         flavor = self.flavors.get(mv.flavor)
         _require_trust(mv.flavor, trusted, f"load {mv.uri}")
         cache = self.model_cache if flavor.load_cache and not trusted else None
-        if cache is not None and (cached := cache.get(mv.artifact.digest)) is not None:
-            return cached
-        model = self._load_artifact(mv, flavor, trusted=trusted)
-        if cache is not None:
-            cache.put(mv.artifact.digest, model)
-        return model
-
-    def _load_artifact(self, mv: ModelVersion, flavor: ModelFlavor, *, trusted: bool) -> object:
         with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
             path = Path(tmp) / flavor.file_name
             try:
@@ -276,7 +267,12 @@ class RegistryService:
                     f"artifact {mv.artifact.name!r} of {mv.uri} is corrupt and was not loaded: "
                     f"{exc}"
                 ) from exc
-            return flavor.load(path, trusted=trusted)
+            if cache is not None and (cached := cache.get(mv.artifact.digest)) is not None:
+                return cached
+            model = flavor.load(path, trusted=trusted)
+        if cache is not None:
+            cache.put(mv.artifact.digest, model)
+        return model
 
     # lifecycle ---------------------------------------------------------------------------
     def transition(
