@@ -3,9 +3,12 @@ from __future__ import annotations
 import io
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +29,7 @@ from loopml.domain.data_schema import (
 )
 from loopml.domain.errors import InvalidInput
 from loopml.domain.validation_report import Check, Finding, Severity, ValidationReport
+from loopml.stats import validate as validate_module
 from loopml.stats.keys import DuplicateKeyFinder
 from loopml.stats.schema import infer_schema
 from loopml.stats.validate import validate
@@ -294,6 +298,16 @@ def test_nan_counts_as_missing() -> None:
     assert only(report, Check.NULLS_NOT_ALLOWED).count == 2
 
 
+def test_a_float_column_with_nulls_counts_nan_and_range_on_present_values() -> None:
+    scores = [0.5, None, 1.5, math.nan, None, -0.25, 0.75, 2.0]
+    report = validate(with_column(clean_table(), "score", scores), SCHEMA)
+    finding = only(report, Check.OUT_OF_RANGE)
+    assert finding.count == 3
+    assert finding.examples == (1.5, -0.25, 2.0)  # in row order, nulls skipped
+    assert dict(finding.details) == {"below": 1, "above": 2, "min_seen": -0.25, "max_seen": 2.0}
+    assert only(report, Check.NULL_FRACTION).count == 3  # two nulls and a NaN
+
+
 def test_a_jump_in_missing_values_is_a_warning() -> None:
     scores = [0.1, None, None, math.nan, 0.5, 0.6, 0.7, 0.8]
     report = validate(with_column(clean_table(), "score", scores), SCHEMA)
@@ -453,6 +467,126 @@ def test_the_report_serialises_to_strict_json() -> None:
     assert out["details"]["max_seen"] == 999
 
 
+# --- the shape of the speed benchmark (benchmarks/data.py), with and without threads --------
+
+
+def wide_table(rows: int, seed: int = 0) -> tuple[pa.Table, DataSchema]:
+    """20 columns: a shuffled unique id, 7 int counts, 7 float measures (two with about 1%
+    missing) and 5 text columns of 6 to 10 categories; and rules that they pass."""
+    rng = np.random.default_rng(seed)
+    columns = {"id": pa.array(rng.permutation(rows).astype(np.int64))}
+    rules = [ColumnRule("id", F.INT, nullable=False, minimum=0, maximum=rows - 1)]
+    for i in range(7):
+        top = 1000 * (i + 1) - 1
+        columns[f"count_{i}"] = pa.array(rng.integers(0, top + 1, rows))
+        rules.append(ColumnRule(f"count_{i}", F.INT, nullable=False, minimum=0, maximum=top))
+    for i in range(7):
+        mask = rng.random(rows) < 0.01 if i < 2 else None
+        columns[f"measure_{i}"] = pa.array(rng.normal(i, 1 + i, rows), mask=mask)
+        low, high = i - 10.0 * (1 + i), i + 10.0 * (1 + i)
+        rules.append(ColumnRule(f"measure_{i}", F.FLOAT, nullable=i < 2, minimum=low, maximum=high))
+    for i in range(5):
+        levels = tuple(f"level_{i}_{j}" for j in range(6 + i))
+        choice = rng.choice(np.array(levels, dtype=object), rows)
+        columns[f"category_{i}"] = pa.array(choice, pa.string())
+        rules.append(ColumnRule(f"category_{i}", F.CATEGORY, nullable=False, categories=levels))
+    return pa.table(columns), DataSchema(columns=tuple(rules), key=("id",))
+
+
+def dirty(table: pa.Table) -> pa.Table:
+    """Something wrong in every kind of column, and repeated ids."""
+    ids = table["id"].to_numpy().copy()
+    ids[[5, 900, 7000]] = ids[[10, 3, 10]]
+    counts = table["count_2"].to_numpy().copy()
+    counts[11::500] = 3000
+    counts[13::700] = -5
+    missing = table["measure_0"].is_null().to_numpy(zero_copy_only=False)
+    measures = table["measure_0"].to_numpy(zero_copy_only=False).copy()
+    measures[17::300] = 1e6
+    categories = table["category_3"].to_numpy(zero_copy_only=False).copy()
+    categories[19::250] = "level_3_99"
+    categories[23::900] = None
+    table = with_column(table, "id", ids)
+    table = with_column(table, "count_2", counts)
+    table = with_column(table, "measure_0", pa.array(measures, mask=missing))  # still missing
+    return with_column(table, "category_3", pa.array(categories, pa.string()))
+
+
+@dataclass
+class Threads:
+    """How validation runs in a test: ``use()`` one thread, or every batch on 3 threads."""
+
+    monkeypatch: pytest.MonkeyPatch
+    pools: list[ThreadPoolExecutor] = field(default_factory=list)
+
+    def use(self, threads: bool) -> None:
+        pools = self.pools
+
+        class Recorded(ThreadPoolExecutor):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                pools.append(self)
+
+        self.monkeypatch.setattr(validate_module, "ThreadPoolExecutor", Recorded)
+        self.monkeypatch.setattr(validate_module, "_workers", lambda: 3)
+        self.monkeypatch.setattr(validate_module, "PARALLEL_ROWS", 1 if threads else 10**12)
+
+
+@pytest.fixture
+def threads(monkeypatch: pytest.MonkeyPatch) -> Threads:
+    return Threads(monkeypatch)
+
+
+@pytest.mark.parametrize("on_threads", [False, True])
+def test_the_benchmark_shape_passes_clean_and_reports_exactly_the_planted_values(
+    threads: Threads, on_threads: bool
+) -> None:
+    threads.use(on_threads)
+    table, schema = wide_table(20_000)
+    assert validate(table, schema).findings == ()
+    assert validate(table.to_batches(max_chunksize=3000), schema).findings == ()
+    counts = table["count_3"].to_numpy().copy()
+    counts[7::100] = -1  # 1% below the range, as the benchmark plants them
+    report = validate(with_column(table, "count_3", counts), schema)
+    assert [(f.column, f.check, f.count) for f in report.findings] == [
+        ("count_3", Check.OUT_OF_RANGE, 200)
+    ]
+    finding = report.findings[0]
+    assert finding.severity is Severity.ERROR
+    assert finding.expected == "values from 0 to 3999"
+    assert finding.seen.startswith("200 values outside (200 below, 0 above); min seen -1, max ")
+    assert finding.examples == (-1, -1, -1, -1, -1)
+    assert dict(finding.details)["below"] == 200
+    assert "widen min/max of 'count_3'" in finding.hint
+    assert len(threads.pools) == (3 if on_threads else 0)  # one pool per threaded run...
+    assert all(pool._shutdown for pool in threads.pools)  # ...closed when it ends
+
+
+def test_threads_change_nothing_in_the_findings(threads: Threads) -> None:
+    table, schema = wide_table(20_000, seed=4)
+    table = dirty(table)
+    batches = table.to_batches(max_chunksize=3000)
+    threads.use(False)
+    alone = [validate(table, schema), validate(iter(batches), schema)]
+    alone.append(validate(broken_table(), SCHEMA))
+    assert not threads.pools
+    threads.use(True)
+    together = [validate(table, schema), validate(iter(batches), schema)]
+    together.append(validate(broken_table(), SCHEMA))
+    assert len(threads.pools) == 3
+    assert [r.findings for r in together] == [r.findings for r in alone]
+    assert alone[1].findings == alone[0].findings  # streamed or whole, the same
+    assert [(f.column, f.check, f.count) for f in alone[0].findings] == [
+        ("id", Check.DUPLICATE_KEY, 3),
+        ("count_2", Check.OUT_OF_RANGE, 69),
+        ("measure_0", Check.OUT_OF_RANGE, 67),
+        ("category_3", Check.NULLS_NOT_ALLOWED, 23),
+        ("category_3", Check.UNSEEN_CATEGORY, 80),
+    ]
+    ids = table["id"]  # rows 10 and 7000 repeat row 5's id, row 900 row 3's: in row order
+    assert only(alone[0], Check.DUPLICATE_KEY).examples == (ids[10].as_py(), ids[3].as_py())
+
+
 # --- the duplicate key finder on its own: blocks, runs and hashes -------------------------
 
 
@@ -486,6 +620,69 @@ def test_finder_counts_repeats_exactly_whatever_the_blocks(
         seen.add(v)
     assert [e[0] for e in result.examples] == repeats[: len(result.examples)]
     assert len(result.examples) == min(5, len(repeats))
+
+
+def repeats_in_order(values: list[int]) -> tuple[int, list[int]]:
+    """How many values repeat an earlier one, and the repeated values in order of repeat."""
+    seen: set[int] = set()
+    repeated: list[int] = []
+    for v in values:
+        if v in seen and v not in repeated:
+            repeated.append(v)
+        seen.add(v)
+    return len(values) - len(seen), repeated
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    size=st.integers(0, 300),
+    copies=st.lists(st.tuples(st.integers(0, 299), st.integers(0, 299)), max_size=4),
+    step=st.sampled_from([1, 2, 9]),
+    offset=st.sampled_from([0, 1, -7, 2**40, -(2**63), 2**63 - 3000]),
+    seed=st.integers(0, 2**32 - 1),
+    block=st.sampled_from([7, 64, 1 << 20]),
+    split=st.integers(1, 120),
+    again=st.lists(st.sampled_from([0, 1, -2, -1]), max_size=3),
+)
+def test_finder_is_exact_on_shuffled_integer_ids(
+    size: int,
+    copies: list[tuple[int, int]],
+    step: int,
+    offset: int,
+    seed: int,
+    block: int,
+    split: int,
+    again: list[int],
+) -> None:
+    """Ids from a narrow range in any order (sorted by bitmap), with a few repeats or none,
+    near either end of int64, split into any batches and blocks; ``again`` repeats the
+    lowest or highest ids at the end, where only the runs of earlier blocks can catch them."""
+    ids = np.random.default_rng(seed).permutation(size).astype(np.int64) * step + offset
+    for to, source in copies:
+        if to < size and source < size:
+            ids[to] = ids[source]
+    if size:
+        ids = np.concatenate([ids, np.sort(ids)[[a % size for a in again]]])
+    size = ids.size
+    finder = DuplicateKeyFinder([F.INT], block_rows=block)
+    for start in range(0, size, split):
+        finder.add([pa.array(ids[start : start + split])])
+    result = finder.result()
+    duplicates, repeated = repeats_in_order(ids.tolist())
+    assert result.rows == size
+    assert result.duplicates == duplicates
+    assert [e[0] for e in result.examples] == repeated[:5]
+
+
+def test_finder_reads_unsigned_ids_near_the_top_of_their_range() -> None:
+    finder = DuplicateKeyFinder([F.INT])
+    top = 2**64 - 1
+    finder.add([pa.array([top, top - 2, top - 1, 5, 3, 4], pa.uint64())])
+    assert finder.result().duplicates == 0
+    finder.add([pa.array([top - 1, 4], pa.uint64())])
+    result = finder.result()
+    assert result.duplicates == 2
+    assert result.examples == ((top - 1,), (4,))
 
 
 def test_finder_hashes_text_by_content_not_by_position() -> None:

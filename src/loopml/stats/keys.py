@@ -10,7 +10,9 @@ checked for repeats inside itself and, by binary search with sorted queries (cac
 friendly), against the sorted runs left by earlier blocks; then it becomes a run itself.
 Runs merge like a binary counter, two of similar size into one, so each row is merged and
 looked up O(log blocks) times. A block that only continues an increasing sequence (ids in
-file order) skips both the sort and the search.
+file order) skips both the sort and the search; a block of distinct integers in a narrow
+range (ids 1..n shuffled) is sorted by marking each in a bitmap of that range, one pass
+instead of a sort (see :func:`_ordered`).
 
 Memory: 8 bytes per checked row for the whole stream (80 MB for 10 million rows, 800 MB
 for 100 million), plus the key values of one block, kept to show examples of repeated keys.
@@ -41,6 +43,7 @@ _PRIME = 0x100000001B3  # odd, so it has an inverse modulo 2^64 (see _TextHasher
 _PRIME_INVERSE = pow(_PRIME, -1, 1 << 64)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _TEXT_CHUNK_BYTES = 1 << 20  # bounds the power tables below to 16 MB
+_DENSE_SPAN = 8  # a block of distinct keys sorts by bitmap when its range is this narrow
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +123,13 @@ class DuplicateKeyFinder:
     def _flush(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate(self._pending)
+        keys = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
         values = [pa.chunked_array(parts) for parts in zip(*self._pending_values, strict=True)]
         self._pending, self._pending_values, self._pending_rows = [], [], 0
         self._rows += keys.size
-        increasing = keys.size < 2 or bool(np.all(keys[1:] > keys[:-1]))
-        ordered = keys if increasing else np.sort(keys)
+        ordered, distinct = _ordered(keys)
         inner = np.zeros(keys.size, dtype=bool)
-        if not increasing:
+        if not distinct:
             inner[1:] = ordered[1:] == ordered[:-1]
         earlier = np.zeros(keys.size, dtype=bool)  # the key was in an earlier block
         if self._runs and not (self._largest is not None and ordered[0] > self._largest):
@@ -141,6 +143,8 @@ class DuplicateKeyFinder:
             if len(self._examples) < self._max_examples:
                 self._collect_examples(keys, ordered, repeated, earlier, values)
         run = ordered[~inner] if inner.any() else ordered
+        if not run.flags.owndata:
+            run = run.copy()  # keys viewed in place in a batch: keep 8 bytes, not the batch
         top = int(run[-1])
         self._largest = top if self._largest is None else max(self._largest, top)
         self._add_run(run)
@@ -239,6 +243,39 @@ def key_form(column: pa.Array, family: TypeFamily) -> pa.Array:
     if family is TypeFamily.FLOAT and not pa.types.is_floating(column.type):
         return column.cast(pa.float64())
     return column
+
+
+def _ordered(keys: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``keys`` in ascending order, and whether they are known to be distinct.
+
+    Keys already increasing (ids in file order) are kept as they are. Distinct keys packed
+    in a narrow range (ids 1..n in any order: a unique integer key) are sorted by marking
+    each one in a bitmap of the range, one byte per possible value (at most
+    ``_DENSE_SPAN`` + 1 bytes per key, for a moment): on a million shuffled ids about 3 ms
+    instead of numpy's 13 ms. Anything else, including every block that repeats a key, is
+    sorted by numpy.
+    """
+    if keys.size < 2:
+        return keys, True
+    low, high = keys.min(), keys.max()
+    if keys[0] == low and keys[-1] == high and bool(np.all(keys[1:] > keys[:-1])):
+        return keys, True
+    span = int(high) - int(low) + 1
+    if span <= _DENSE_SPAN * keys.size:
+        if 0 <= int(low) <= keys.size:  # ids from 0 or 1: they index the bitmap as they are
+            marked = np.zeros(int(high) + 1, dtype=bool)
+            marked[keys] = True
+            marked = marked[int(low) :]
+        else:
+            marked = np.zeros(span, dtype=bool)
+            marked[keys - low] = True  # within [0, span): no wrap-around in keys' own type
+        if int(np.count_nonzero(marked)) == keys.size:
+            full = span == keys.size  # every value of the range: no need to look
+            ordered = np.arange(span, dtype=keys.dtype) if full else np.flatnonzero(marked)
+            ordered = ordered.astype(keys.dtype, copy=False)
+            ordered += low
+            return ordered, True
+    return np.sort(keys), False
 
 
 def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:

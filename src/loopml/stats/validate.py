@@ -12,7 +12,14 @@ costs a full pass only when it must:
   dictionary-encoded text); unseen values are tallied only when there are some;
 * missing values: Arrow's null count, plus NaN in float columns, found by the min/max pass;
 * types: a batch whose column has another type is converted, counting the values that do
-  not convert (text that does not parse as a number, fractions in an int column...).
+  not convert (text that does not parse as a number, fractions in an int column...);
+* keys: see :mod:`loopml.stats.keys` (a unique integer id costs one pass over a bitmap of
+  its range, not a sort).
+
+The columns of a long batch (``PARALLEL_ROWS`` rows or more, e.g. a Table built in memory
+in one chunk) are counted on a few threads, since Arrow and numpy release the GIL while
+they scan: about the same CPU time, less waiting. Each column's counters belong to one
+thread at a time, so the findings do not depend on the threads.
 
 Findings are sorted by severity, then by column order, then by check, so the report of a
 stream equals the report of the same rows as one table.
@@ -21,8 +28,10 @@ stream equals the report of the same rows as one table.
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +52,8 @@ from loopml.stats.columns import (
 )
 from loopml.stats.keys import DuplicateKeyFinder, key_form
 
+PARALLEL_ROWS = 1 << 18  # a batch this long has its columns counted on several threads
+MAX_WORKERS = 4
 MAX_UNSEEN_TRACKED = 1000  # distinct unseen categories counted one by one; beyond, in bulk
 _CHECK_ORDER = {check: i for i, check in enumerate(Check)}
 
@@ -71,8 +82,11 @@ def validate(
     """
     schema.check_environment(environment)
     run = _Validation(schema, environment)
-    for batch in iter_batches(batches):
-        run.add(batch)
+    try:
+        for batch in iter_batches(batches):
+            run.add(batch)
+    finally:
+        run.close()
     return run.report()
 
 
@@ -136,6 +150,10 @@ class _ColumnTally:
             self.bad_examples.extend(converted.examples[:room])
 
     def _count_range(self, values: pa.Array) -> None:
+        if values.null_count and pa.types.is_floating(values.type):
+            # Nulls would become NaN in numpy and send the summary down its slow path (and
+            # they never count as out of range): the present values alone, in their order.
+            values = values.drop_null()
         nan, low, high = numeric_summary(values)
         self.missing += nan
         if low is None or high is None:
@@ -174,6 +192,19 @@ class _ColumnTally:
             value, count = str(item["values"]), int(item["counts"])
             if value in self.unseen_counts or len(self.unseen_counts) < MAX_UNSEEN_TRACKED:
                 self.unseen_counts[value] += count
+
+
+def _add_column(work: tuple[_ColumnTally, pa.Array]) -> pa.Array | None:
+    tally, column = work
+    return tally.add(column)
+
+
+def _workers() -> int:
+    try:
+        available = len(os.sched_getaffinity(0))  # the CPUs this process may run on
+    except AttributeError:  # macOS and Windows have no sched_getaffinity
+        available = os.cpu_count() or 1
+    return min(MAX_WORKERS, available)
 
 
 def _compare(values: pa.Array, op: str, bound: int | float) -> pa.Array:
@@ -217,6 +248,8 @@ class _Validation:
         self.seen_columns: dict[str, None] = {}  # first-seen order
         self.batches = 0
         self.rows = 0
+        self.workers = _workers()
+        self.pool: ThreadPoolExecutor | None = None  # started by the first long batch
         key_rules = [schema.find_column(name) for name in schema.key]
         self.key_families = [r.family for r in key_rules if r is not None]
         self.key_skipped: str | None = None
@@ -237,6 +270,7 @@ class _Validation:
             positions.setdefault(name, i)  # a repeated name: the first column counts
             self.seen_columns.setdefault(name, None)
         key_values: dict[str, pa.Array | None] = {}
+        work: list[tuple[_ColumnTally, pa.Array]] = []
         for name, tally in self.tallies.items():
             at = positions.get(name)
             if at is None:
@@ -244,7 +278,9 @@ class _Validation:
                 tally.absent.rows += rows
                 key_values[name] = None
                 continue
-            key_values[name] = tally.add(batch.column(at))
+            work.append((tally, batch.column(at)))
+        for (tally, _), values in zip(work, self._count_columns(work, rows), strict=True):
+            key_values[tally.rule.name] = values
         for name, at in positions.items():
             if name in self.tallies:
                 continue
@@ -254,6 +290,27 @@ class _Validation:
             presence.rows += rows
             presence.types.add(str(batch.schema.field(at).type))
         self._add_keys(key_values)
+
+    def _count_columns(
+        self, work: list[tuple[_ColumnTally, pa.Array]], rows: int
+    ) -> list[pa.Array | None]:
+        """Each column's :meth:`_ColumnTally.add`, in order; on threads for a long batch.
+
+        The tallies share nothing, and Arrow and numpy release the GIL while they scan a
+        column, so the columns of a long batch are counted side by side. Short batches stay
+        on this thread: there the threads hand the GIL over so often that it costs CPU
+        time (about a tenth more on 65,536-row batches, measured) for little gain.
+        """
+        if rows < PARALLEL_ROWS or len(work) < 2 or self.workers < 2:
+            return [tally.add(column) for tally, column in work]
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="loopml-validate")
+        return list(self.pool.map(_add_column, work))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     def _add_keys(self, key_values: dict[str, pa.Array | None]) -> None:
         if self.keys is None:
