@@ -2,6 +2,8 @@
 
 Errors are mapped to exit codes once, here, by class. Each code is stable so scripts and
 CI can branch on it.
+
+``loopml data status`` gets a lean service where it can (:mod:`loopml.bootstrap_lean`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from loopml.client import Client
+    from loopml.services.dataset_status import DatasetStatus
 
 EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
     (errors.InvalidInput, 2),
@@ -95,6 +98,17 @@ class State:
             settings = load_settings(self.workspace)
             self._client = Client(app=open_workspace(settings))
         return self._client
+
+    def data_status(self) -> DatasetStatus:
+        """The service behind ``loopml data status``: lean where it can be (see above)."""
+        if self._client is None:
+            from loopml.bootstrap_lean import lean_data_status  # lazy: start-up of commands
+            from loopml.config import load_settings
+
+            lean = lean_data_status(load_settings(self.workspace))
+            if lean is not None:
+                return lean
+        return self.client().app.data_status
 
     def close(self) -> None:
         if self._client is not None:

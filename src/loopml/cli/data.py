@@ -187,7 +187,7 @@ def status(
 ) -> None:
     """What changed in a folder since the newest version of NAME (exit 1 if anything)."""
     with handled():
-        found = state(ctx).client().app.data_status.status(name, path)
+        found = state(ctx).data_status().status(name, path)
     if as_json:
         print_json(
             {
@@ -199,19 +199,22 @@ def status(
                 "rehashed": found.rehashed,
             }
         )
-    else:
-        for label, paths in (
-            ("added", found.added),
-            ("removed", found.removed),
-            ("modified", found.modified),
-        ):
-            for p in paths:
-                out.print(f"  {label:9} {p}")
+    else:  # plain lines: file names are text, never markup, and rich is not imported
+        lines = [
+            f"  {label:9} {p}\n"
+            for label, paths in (
+                ("added", found.added),
+                ("removed", found.removed),
+                ("modified", found.modified),
+            )
+            for p in paths
+        ]
         summary = "no changes" if found.clean else "changes not added yet"
-        out.print(
+        lines.append(
             f"{name}@{found.version}: {summary} ({found.unchanged:,} unchanged, "
-            f"{found.rehashed:,} hashed again)"
+            f"{found.rehashed:,} hashed again)\n"
         )
+        sys.stdout.write("".join(lines))
     if not found.clean:
         raise typer.Exit(1)
 
