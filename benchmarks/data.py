@@ -42,6 +42,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_support import SNAPSHOT_NOTE, bytecode_snapshot, with_snapshot
+
 if TYPE_CHECKING:  # numpy, pyarrow and the tools are imported inside the children, so each
     import pyarrow as pa  # child's import time is the tool's own (see ``validation_side``)
 
@@ -1113,7 +1115,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     mode = "quick" if args.quick else "full"
     with tempfile.TemporaryDirectory(prefix="loopml-bench-data-") as tmp:
         os.environ["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")  # no state left behind
+        snapshot = bytecode_snapshot(Path(tmp))  # every child runs loopml from bytecode
+        os.environ.update(with_snapshot(os.environ, snapshot))
         result = run(sizes, mode, Path(tmp), args.budget_mb, args.only)
+        if snapshot is not None:
+            result["notes"].append(SNAPSHOT_NOTE)
     line = json.dumps(result)
     if args.out:
         args.out.write_text(line + "\n", encoding="utf-8")

@@ -48,6 +48,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench_support import SNAPSHOT_NOTE, bytecode_snapshot, with_snapshot
+
 MIB = 1 << 20
 STAGES = ("prepare", "featurize", "train", "evaluate", "report")
 RERUN = ("train", "evaluate", "report")  # what one change of train's alpha must re-run
@@ -147,30 +149,6 @@ def run_measured(argv: Sequence[str | Path], cwd: Path, env: dict[str, str]) -> 
             f"{' '.join(args)} exited {done.returncode} in {cwd}:\n{stderr[-3000:]}{stdout[-2000:]}"
         )
     return Measured(wall, cpu, stdout, stderr)
-
-
-def bytecode_snapshot(tmp: Path) -> Path | None:
-    """A byte-compiled copy of the loopml package, when this environment would otherwise
-    compile loopml's modules from source at every start; the folder to put on PYTHONPATH.
-
-    An installed loopml has bytecode (pip compiles it at install; an editable install
-    writes ``__pycache__`` on first import). With ``PYTHONDONTWRITEBYTECODE`` set and no
-    ``__pycache__`` beside the sources, every ``loopml`` process compiles about a hundred
-    modules, which no user pays. Other packages are not affected: they have bytecode."""
-    import importlib.util
-
-    import loopml
-
-    package = Path(loopml.__file__).parent
-    cached = Path(importlib.util.cache_from_source(str(package / "__init__.py")))
-    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or cached.exists():
-        return None
-    import compileall
-
-    folder = tmp / "pysrc"
-    shutil.copytree(package, folder / "loopml", ignore=shutil.ignore_patterns("__pycache__"))
-    check(compileall.compile_dir(folder, quiet=1), "could not byte-compile the loopml copy")
-    return folder
 
 
 # the input data ---------------------------------------------------------------------------
@@ -664,20 +642,12 @@ def run(sizes: Sizes, mode: str, tmp: Path, profile_top: int) -> dict[str, Any]:
     snapshot = bytecode_snapshot(tmp)
     as_inherited = env  # loopml compiled from source at every start, if so (see notes)
     if snapshot is not None:
-        env = {
-            **env,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(snapshot), env.get("PYTHONPATH")])),
-        }
+        env = with_snapshot(env, snapshot)
         found = run_measured(
             [sys.executable, "-c", "import loopml; print(loopml.__file__)"], tmp, env
         )
         check(found.stdout.strip().startswith(str(snapshot)), f"loopml came from {found.stdout!r}")
-        notes.append(
-            "PYTHONDONTWRITEBYTECODE is set and loopml's sources have no __pycache__, so "
-            "every loopml process here would compile its modules from source, which no "
-            "installed loopml does: loopml runs from a byte-compiled copy of its package "
-            "(PYTHONPATH); noop_wall_compiling_s is the CLI no-op without it"
-        )
+        notes.append(f"{SNAPSHOT_NOTE}; noop_wall_compiling_s is the CLI no-op without it")
         say("loopml runs from a byte-compiled copy of its package (PYTHONDONTWRITEBYTECODE)")
     facts["loopml_bytecode_snapshot"] = snapshot is not None
 

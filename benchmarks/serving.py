@@ -53,6 +53,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench_support import SNAPSHOT_NOTE, bytecode_snapshot, with_snapshot
+
 if TYPE_CHECKING:
     from starlette.requests import Request
 
@@ -307,26 +309,6 @@ def mlflow_log_side(model_path: Path, folder: Path) -> dict[str, Any]:
 
 
 # the loopml workspace ------------------------------------------------------------------------
-def bytecode_folder(tmp: Path) -> Path | None:
-    """A byte-compiled copy of the loopml package to put on PYTHONPATH, when loopml would
-    otherwise compile its modules at every start (``PYTHONDONTWRITEBYTECODE`` set and no
-    ``__pycache__`` beside an editable install's sources), which no installed loopml does."""
-    import importlib.util
-
-    import loopml
-
-    package = Path(loopml.__file__).parent
-    cached = Path(importlib.util.cache_from_source(str(package / "__init__.py")))
-    if not os.environ.get("PYTHONDONTWRITEBYTECODE") or cached.exists():
-        return None
-    import compileall
-
-    folder = tmp / "pysrc"
-    shutil.copytree(package, folder / "loopml", ignore=shutil.ignore_patterns("__pycache__"))
-    check(compileall.compile_dir(folder, quiet=1), "could not byte-compile the loopml copy")
-    return folder
-
-
 def loopml_workspace(model: Any, frame: Any, root: Path, cli: str, env: dict[str, str]) -> None:
     """Register the model (signature inferred from the training frame) through the SDK,
     then ``loopml deploy create iris models:/iris/1`` through the CLI."""
@@ -850,17 +832,11 @@ def run(sizes: Sizes, mode: str, tmp: Path, only: Sequence[str]) -> dict[str, An
             cli = console_script("loopml")
             if cli is None:
                 raise SystemExit(f"no 'loopml' console script next to {sys.executable}")
-            snapshot = bytecode_folder(tmp)
-            loopml_env = dict(env)
+            snapshot = bytecode_snapshot(tmp)
+            loopml_env = with_snapshot(env, snapshot)
             if snapshot is not None:
-                loopml_env["PYTHONPATH"] = os.pathsep.join(
-                    filter(None, [str(snapshot), env.get("PYTHONPATH")])
-                )
                 notes.append(
-                    "PYTHONDONTWRITEBYTECODE is set and loopml's sources have no __pycache__, so "
-                    "every loopml process would compile its modules at start, which no installed "
-                    "loopml does: loopml runs from a byte-compiled copy of its package "
-                    "(PYTHONPATH); start_compiling_s (full mode) is one start without it"
+                    f"{SNAPSHOT_NOTE}; start_compiling_s (full mode) is one start without it"
                 )
             say("loopml: register the model (SDK), loopml deploy create")
             workspace = tmp / "ws"
