@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import typer
 from cli_support import cli, runner
 
-from loopml.cli.main import app
+from loopml.cli.main import COMMANDS, SOURCES, app, build, command_name
 from loopml.client import Client
 
 
@@ -93,3 +96,49 @@ def test_outside_a_workspace_the_error_says_to_init(
     monkeypatch.delenv("LOOPML_WORKSPACE", raising=False)
     result = runner.invoke(app, ["runs", "list"])
     assert result.exit_code == 8 and "loopml init" in result.output
+
+
+def test_the_command_table_names_every_command_where_it_comes_from() -> None:
+    """``loopml`` builds only the command a command line names, from SOURCES: a command
+    added to a module but missing from the table would be unreachable, so compare."""
+    assert command_names(build()) == sorted(COMMANDS)
+    for _, _, names in SOURCES:
+        assert command_names(build(["-w", "ws", names[0], "--help"])) == sorted(names)
+
+
+def command_names(app: typer.Typer) -> list[str]:
+    group = typer.main.get_command(app)  # a group of typer's own vendored click
+    return sorted(group.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["data", "status", "x"], "data"),
+        (["-w", "ws", "data"], "data"),
+        (["--workspace", "serve", "serve"], "serve"),  # a folder named like a command
+        (["--workspace=ws", "deploy", "list"], "deploy"),
+        (["--help"], None),
+        ([], None),
+        (["-w"], None),
+    ],
+)
+def test_the_command_name_is_the_first_word_after_the_root_options(
+    args: list[str], named: str | None
+) -> None:
+    assert command_name(args) == named
+
+
+def test_a_command_line_imports_only_the_module_of_its_command() -> None:
+    code = (
+        "import sys; from loopml.cli.main import build; build(['-w', 'ws', 'data', 'status']); "
+        "print(sorted(m for m in sys.modules if m.startswith('loopml.cli.') and "
+        "m not in ('loopml.cli.main', 'loopml.cli.context')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['loopml.cli.data']"
+
+
+def test_an_unknown_command_still_gets_suggestions(ws: Path) -> None:
+    code, output = cli(ws, "dat")
+    assert code == 2 and "No such command 'dat'" in output and "data" in output
