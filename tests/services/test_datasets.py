@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ from loopml.adapters.memory.stores import MemoryDatabase
 from loopml.adapters.stat_index import StatIndex
 from loopml.adapters.tables import FileTableReader
 from loopml.client import Client
-from loopml.domain.errors import InvalidInput, NotFound
+from loopml.domain.artifacts import Digest
+from loopml.domain.errors import InvalidInput, NotFound, StorageError
 from loopml.domain.schema_file import schema_to_toml
 from loopml.services.datasets import DatasetService
 
@@ -284,6 +286,84 @@ def test_add_stores_a_profile_over_every_chunk(service: DatasetService) -> None:
     assert (profile.rows, x.count, x.nulls) == (250, 249, 1)
     assert x.max == 124.5 and x.mean == pytest.approx(frame.x.mean())
     assert dict(profile.get_column("city").top) == {"a": 125, "b": 125}
+
+
+def test_a_csv_and_a_parquet_file_of_the_same_rows_are_one_version_with_one_profile(
+    service: DatasetService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiny CSV blocks: the two files reach the chunks in batches cut at other rows; 20,000
+    # distinct floats are past the exact limit, so the profile's sketches see those cuts
+    # unless they summarise each chunk whole.
+    monkeypatch.setattr("loopml.adapters.tables._CSV_BLOCK", 256)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(20_000),
+            "x": rng.normal(size=20_000),
+            "s": np.char.add("k", rng.integers(0, 500, 20_000).astype(str)),
+        }
+    )
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        tmp_path / "d.parquet",
+        row_group_size=3_333,
+    )
+    from_csv = service.add_path("d", tmp_path / "d.csv", "ana")
+    from_parquet = service.add_path("e", tmp_path / "d.parquet", "ana")
+    assert from_csv.version.digest == from_parquet.version.digest
+    assert service.profile(from_csv.version) == service.profile(from_parquet.version)
+    assert service.read("d@1").equals(service.read("e@1"))
+
+
+def test_identical_chunks_of_one_add_are_stored_and_counted_once(
+    service: DatasetService, blobs: MemoryBlobStore
+) -> None:
+    # Chunks are encoded and stored on several threads at once: two copies of one chunk
+    # may both reach the store as new, yet the second is reused, as when stored in turn.
+    result = service.add_table("d", pa.table({"a": [7] * 1_000, "b": ["x"] * 1_000}), "ana")
+    assert (result.new_chunks, result.reused_chunks) == (1, 9)
+    [chunk] = {c.digest: c for c in service.manifest(result.version).chunks}.values()
+    assert result.new_bytes == chunk.size == len(blobs.objects[chunk.digest])
+
+
+def test_progress_counts_every_chunk_in_order(service: DatasetService, tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    _frame(1_050).to_csv(path, index=False)
+    seen: list[int] = []
+    service.add_path("d", path, "ana", progress=seen.append)
+    assert seen == [100] * 10 + [50]
+
+
+class _FailingBlobs(MemoryBlobStore):
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def store_bytes(self, data: bytes) -> tuple[Digest, bool]:
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise StorageError("the disk is full")
+        return super().store_bytes(data)
+
+
+def test_a_chunk_that_cannot_be_stored_fails_the_add_and_stops_the_threads(
+    tmp_path: Path,
+) -> None:
+    blobs = _FailingBlobs(fail_at=5)
+    store = MemoryDatasetStore(MemoryDatabase())
+    service = DatasetService(
+        store, blobs, FileTableReader(), StatIndex(tmp_path / "i"), _Clock(), chunk_rows=100
+    )
+    _frame(5_000).to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(StorageError, match="the disk is full"):
+        service.add_path("d", tmp_path / "d.csv", "ana")
+    assert store.find_dataset("d") is None
+    assert blobs.calls < 20  # the chunks after the failure were not encoded
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith(("loopml-chunk", "loopml-csv"))
+    ]
 
 
 def test_diff_ranks_the_columns_whose_statistics_moved(service: DatasetService) -> None:

@@ -213,6 +213,72 @@ def test_same_data_in_the_same_batches_gives_the_same_profile() -> None:
     assert build(table, parts=2) == build(table, parts=2)
 
 
+def _in_pieces(table: pa.Table, seed: int) -> pa.Table:
+    """The same rows as ``table``, held in record batches cut at random rows."""
+    rng = np.random.default_rng(seed)
+    cuts = sorted({0, table.num_rows, *rng.integers(1, table.num_rows, 12).tolist()})
+    return pa.Table.from_batches(
+        [
+            b
+            for start, stop in itertools.pairwise(cuts)
+            for b in table.slice(start, stop - start).to_batches()
+        ]
+    )
+
+
+def test_a_profile_depends_on_the_rows_not_on_the_batches_that_brought_them() -> None:
+    # A dataset's chunks are the same rows whether a CSV or a Parquet file brought them in
+    # batches of other sizes; sketches must not see where those batches were cut.
+    rng = np.random.default_rng(13)
+    n = 40_000
+    table = pa.table(
+        {
+            "f": rng.normal(size=n),
+            "i": rng.integers(0, 10**9, n),
+            "s": rng.integers(0, 9_000, n).astype(str),
+            "b": rng.random(n) < 0.3,
+        }
+    )
+    config = ProfileConfig(exact_limit=100, quantile_k=64, max_categories=20)
+    expected = profile_table(table, config)
+    for seed in range(3):
+        pieces = _in_pieces(table, seed)
+        assert pieces.column("f").num_chunks > 5
+        assert profile_table(pieces, config) == expected
+    assert not expected.get_column("f").quantiles_exact  # the sketches were used
+
+
+def test_integers_over_a_short_range_past_the_exact_limit_are_sketched_from_counts() -> None:
+    # 0..59,999, small ones seen far more often: too many values to count exactly, few
+    # enough to tally (bincount) in every batch, before and after the column became a sketch.
+    rng = np.random.default_rng(14)
+    values = (rng.random(500_000) ** 3 * 60_000).astype(np.int64)
+    column = build(pa.table({"k": values}), parts=2).get_column("k")
+    assert not column.distinct_exact and not column.quantiles_exact
+    assert (column.count, column.min, column.max) == (values.size, values.min(), values.max())
+    assert column.distinct == pytest.approx(np.unique(values).size, rel=0.025)
+    assert rank_error(column.quantiles, values) <= 0.001  # each value with its weight
+    everything = DistinctSketch(14)  # the sketch saw exactly the set of values
+    everything.add(hash_numbers(np.unique(values)))
+    assert column.distinct == round(everything.estimate())
+    # The same values as floats take the sort; both summarise the same distribution.
+    floats = build(pa.table({"k": values.astype(np.float64)}), parts=2).get_column("k")
+    assert rank_error(floats.quantiles, values) <= 0.001
+
+
+def test_a_column_that_arrives_sorted_profiles_like_the_same_values_shuffled() -> None:
+    rng = np.random.default_rng(15)
+    ordered = np.sort(np.round(rng.normal(size=300_000), 3))  # with runs of equal values
+    shuffled = rng.permutation(ordered)
+    first = build(pa.table({"x": ordered})).get_column("x")
+    second = build(pa.table({"x": shuffled})).get_column("x")
+    assert (first.min, first.max, first.count) == (second.min, second.max, second.count)
+    assert first.mean == pytest.approx(second.mean, rel=1e-12)
+    assert first.distinct == second.distinct  # a register holds a maximum: order is moot
+    assert rank_error(first.quantiles, ordered) <= 0.001
+    assert rank_error(second.quantiles, ordered) <= 0.001
+
+
 # --- sketches: error bounds ---------------------------------------------------------------
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
+from io import RawIOBase
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from loopml.adapters.artifacts.fsspec_store import hash_large_file
 from loopml.domain.datasets import TABLE_SUFFIXES
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.ports import TableFile
+from loopml.stats.batches import cores, map_ordered
 
 SUFFIXES = TABLE_SUFFIXES
-_CSV_BLOCK = 4 << 20  # bytes per CSV block: Arrow reads ~40 ahead, so this bounds memory
+_CSV_BLOCK = 4 << 20  # bytes per CSV block; types are inferred from the first one
+_MAX_BLOCK = (1 << 31) - 1  # Arrow's largest block size
 
 
 class FileTableReader:
@@ -71,33 +75,195 @@ def _table_file(path: Path, relative: str) -> TableFile:
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """The rows of a CSV file, parsed a block at a time on every core, in file order.
+
+    The file is cut into blocks of about ``_CSV_BLOCK`` bytes at line ends, as Arrow's
+    own reader cuts it. Column types are inferred from the first block; each later block
+    is parsed with those types on a thread of its own (Arrow's parser releases the GIL),
+    a few blocks ahead of the caller, so memory holds a bounded number of blocks whatever
+    the file's size. A quoted value may span lines: where a block may have been cut
+    inside one, the file is read from that block on by Arrow's quote-aware streaming
+    reader instead, on one core.
+    """
     if os.path.getsize(path) == 0:
         raise InvalidInput(f"{path} is empty; a CSV file needs at least a header line")
-    try:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=_CSV_BLOCK))
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise _csv_error(path, exc) from exc
-    _check_names(path, reader.schema.names)
+    with open(path, "rb", buffering=0) as source:
+        blocks = _blocks(source, _CSV_BLOCK)
+        _, first, last = next(blocks)
+        options = pacsv.ReadOptions(use_threads=False, block_size=_size(first))
+        try:
+            table: pa.Table | None = _parse(first, options)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if last or not _quoted(first):
+                raise _csv_error(path, exc) from exc
+            table = None
+        # Without a whole row (a line longer than the block), or maybe cut in a quoted
+        # value: Arrow's reader infers the types from rows it sees whole, or says why not.
+        if table is None or not (last or (table.num_rows and not _cut_in_quotes(first, table))):
+            blocks.close()
+            yield from _csv_stream(path)
+            return
+        _check_csv_schema(path, table.schema)
+        names = table.schema.names
+        convert = pacsv.ConvertOptions(
+            column_types=dict(zip(names, table.schema.types, strict=True))
+        )
+        yield from (batch for batch in table.to_batches() if batch.num_rows)
+        del table, first  # not held while the rest is read
+
+        def parse(block: tuple[int, bytearray, bool]) -> tuple[int, pa.Table | None]:
+            """A block's rows (on a thread), or None if it may end inside a quoted value."""
+            start, data, final = block
+            options = pacsv.ReadOptions(
+                use_threads=False, column_names=names, block_size=_size(data)
+            )
+            try:
+                rows = _parse(data, options, convert)
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                if final or not _quoted(data):
+                    raise _csv_error(path, exc, names, _lines_before(path, start)) from exc
+                return start, None  # the quote-aware reader tells a real error from a cut
+            return start, None if not final and _cut_in_quotes(data, rows) else rows
+
+        resume: int | None = None
+        with closing(map_ordered(parse, blocks, min(cores(), 8), "loopml-csv")) as parsed:
+            for start, block in parsed:
+                if block is None:
+                    resume = start
+                    break
+                yield from (batch for batch in block.to_batches() if batch.num_rows)
+    if resume is not None:
+        yield from _csv_stream(path, resume, names, convert)
+
+
+def _quoted(data: bytearray) -> bool:
+    return data.find(b'"') >= 0
+
+
+def _cut_in_quotes(data: bytearray, table: pa.Table) -> bool:
+    """True if the block ``table`` was parsed from may end inside a quoted value.
+
+    Arrow reads a quoted value left open at the end of its input up to that end, so a block
+    cut inside one ends with a row whose open value ends with the cut's line end: as the
+    last column's text, or, in another column, by leaving the row short, which Arrow
+    refuses. Only blocks holding a quote are looked at."""
+    if not _quoted(data):
+        return False
+    if not table.num_rows:
+        return True
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            value = column[-1].as_py()
+            if value and value[-1] in "\r\n":
+                return True
+    return False
+
+
+def _csv_stream(
+    path: Path,
+    offset: int = 0,
+    names: list[str] | None = None,
+    convert: pacsv.ConvertOptions | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``path`` from byte ``offset`` (a row's start), by Arrow's streaming
+    reader with quoted line ends allowed: slower, for the files that need it. With
+    ``names`` and ``convert``, the columns and types of the rows before ``offset``."""
+    source = pa.OSFile(str(path))
+    source.seek(offset)
+    # Arrow refuses a row longer than two blocks: a block of at least 1 MiB (as tiny
+    # blocks in tests) keeps that limit where it was.
+    read = pacsv.ReadOptions(block_size=max(_CSV_BLOCK, 1 << 20), column_names=names)
+    quoted = pacsv.ParseOptions(newlines_in_values=True)
+    with source:
+        try:
+            reader = pacsv.open_csv(
+                source, read_options=read, parse_options=quoted, convert_options=convert
+            )
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise _csv_error(path, exc, names) from exc
+        if names is None:
+            _check_csv_schema(path, reader.schema)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                raise _csv_error(path, exc, reader.schema.names) from exc
+            yield batch
+
+
+def _check_csv_schema(path: Path, schema: pa.Schema) -> None:
+    _check_names(path, schema.names)
     # Arrow reads bytes that are not UTF-8 as a binary column instead of failing.
-    binary = [f.name for f in reader.schema if pa.types.is_binary(f.type)]
+    binary = [f.name for f in schema if pa.types.is_binary(f.type)]
     if binary:
         raise InvalidInput(
             f"cannot read CSV {path}: column(s) {', '.join(map(repr, binary))} hold text that "
             "is not valid UTF-8; loopml reads CSV as UTF-8: convert the file "
             "(e.g. `iconv -f latin1 -t utf-8`)"
         )
+
+
+def _blocks(source: RawIOBase, size: int) -> Generator[tuple[int, bytearray, bool], None, None]:
+    """(byte offset, bytes, is the last) of consecutive blocks of ``source`` that end at a
+    line end (or the file's end): about ``size`` bytes each, longer when a line is. Each
+    block is a buffer of its own, handed to Arrow without a copy."""
+    rest = b""
+    offset = 0
+    more = size
     while True:
-        try:
-            batch = reader.read_next_batch()
-        except StopIteration:
+        buffer = bytearray(len(rest) + more)
+        buffer[: len(rest)] = rest
+        read = source.readinto(memoryview(buffer)[len(rest) :]) or 0
+        end = len(rest) + read
+        if not read:  # the end of the file: its last line needs no line end
+            if end:
+                del buffer[end:]
+                yield offset, buffer, True
             return
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise _csv_error(path, exc, reader.schema.names) from exc
-        yield batch
+        # Arrow ends a line at "\n", "\r\n" or "\r"; "\r" alone is looked for only when
+        # there is no "\n" (a "\r\n" cut after its "\r" leaves an empty line, skipped).
+        cut = buffer.rfind(b"\n", 0, end) + 1 or buffer.rfind(b"\r", 0, end) + 1
+        if not cut:  # a line longer than the block: read on, twice as much each time
+            rest, more = bytes(buffer[:end]), 2 * more
+            continue
+        rest, more = bytes(buffer[cut:end]), size
+        del buffer[cut:]
+        yield offset, buffer, False
+        offset += cut
 
 
-def _csv_error(path: Path, exc: Exception, names: list[str] | None = None) -> InvalidInput:
+def _size(data: bytearray) -> int:
+    """A block size at which Arrow parses all of ``data`` as one record batch."""
+    return min(max(len(data), 1), _MAX_BLOCK)
+
+
+def _parse(
+    data: bytearray, read: pacsv.ReadOptions, convert: pacsv.ConvertOptions | None = None
+) -> pa.Table:
+    return pacsv.read_csv(pa.py_buffer(data), read_options=read, convert_options=convert)
+
+
+def _lines_before(path: Path, offset: int) -> int:
+    """The line ends in the first ``offset`` bytes of ``path`` (read again: only an error
+    asks, so the fast path never counts)."""
+    lines = 0
+    with open(path, "rb", buffering=0) as source:
+        while offset > 0 and (data := source.read(min(offset, 16 << 20))):
+            lines += data.count(b"\n")
+            offset -= len(data)
+    return lines
+
+
+def _csv_error(
+    path: Path, exc: Exception, names: list[str] | None = None, lines_before: int = 0
+) -> InvalidInput:
     text = str(exc).strip()
+    if lines_before:  # Arrow counts rows from the start of the block it parsed
+        text = re.sub(
+            r"Row #(\d+)", lambda m: f"Row #{int(m.group(1)) + lines_before}", text, count=1
+        )
     found = re.search(r"CSV column #(\d+)", text)
     if found and names and int(found.group(1)) < len(names):  # Arrow counts from 0
         column = int(found.group(1))
@@ -120,7 +286,9 @@ def _csv_error(path: Path, exc: Exception, names: list[str] | None = None) -> In
 
 def _parquet_batches(path: Path) -> Iterator[pa.RecordBatch]:
     try:
-        handle = pq.ParquetFile(path)
+        # Without pre_buffer: with it, Arrow reads every column chunk of the file ahead
+        # into memory (a 5 GB file, 5 GB), and is no faster from a local disk.
+        handle = pq.ParquetFile(path, pre_buffer=False)
         _check_names(path, handle.schema_arrow.names)
         yield from handle.iter_batches(batch_size=65_536)
     except (pa.ArrowInvalid, OSError) as exc:

@@ -302,8 +302,10 @@ class BatchScoringService:
             sink.commit()
 
         d = self.datasets
+        # The chunks are recorded on this thread: the reader, model and writer threads
+        # already keep the cores busy, and more threads would only take turns with them.
         recorder = DatasetService(
-            d.store, d.blobs, _Stream(batches), d.index, d.clock, d.chunk_rows
+            d.store, d.blobs, _Stream(batches), d.index, d.clock, d.chunk_rows, workers=0
         )
         try:
             added = recorder.add_path(name, output, actor, message)

@@ -9,6 +9,11 @@ identifiable as such (only manifests reference chunks).
 
 Chunks are encoded deterministically (fixed Parquet options, no timestamps), so the same
 rows give the same bytes and the same digest on every add.
+
+The calling thread reads the files and cuts the chunks; each chunk is then profiled on its
+own, encoded, hashed and stored on one of a few threads (the work releases the GIL), and
+the chunk profiles are merged in chunk order as the chunks come back: the version's
+profile depends only on its rows, and memory holds a few chunks whatever the data's size.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import dataclasses
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +57,17 @@ from loopml.ports import (
     TableReader,
 )
 from loopml.services.dataset_status import DatasetStatus, load_manifest
-from loopml.stats.batches import rechunk
+from loopml.stats.batches import cores, map_ordered, rechunk
 from loopml.stats.diff import row_changes
 from loopml.stats.profile import ProfileBuilder, TableProfile
 from loopml.stats.profile_compare import column_moves
 
 Progress = Callable[[int], None]  # called with the number of rows just stored
+# Chunks are profiled, encoded and stored on this many threads while the calling thread
+# reads the next ones and gathers the results in order; the chunks in flight hold at most
+# _IN_FLIGHT bytes of rows (one always may: a chunk of a very wide table is processed alone).
+_WORKERS = min(cores(), 4) + 1
+_IN_FLIGHT = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,7 @@ class DatasetService:
         index: FileIndex,
         clock: Clock,
         chunk_rows: int = CHUNK_ROWS,
+        workers: int | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -86,6 +98,8 @@ class DatasetService:
         self.index = index
         self.clock = clock
         self.chunk_rows = chunk_rows
+        # Threads that profile, encode and store chunks; 0: all on the calling thread.
+        self.workers = _WORKERS if workers is None else workers
 
     # adding ------------------------------------------------------------------------------
     def add_path(
@@ -124,27 +138,51 @@ class DatasetService:
         progress: Progress | None,
     ) -> AddResult:
         profile: ProfileBuilder | None = None  # made with the first batch's schema
+
+        def cut() -> Iterator[tuple[pa.Table, str, int, ProfileBuilder]]:
+            """Each file's chunks, with where they start and the profile they belong to."""
+            nonlocal profile
+            for file in files:
+                offset = 0
+                for table in _rechunk(file.batches(), self.chunk_rows):
+                    if profile is None:
+                        profile = ProfileBuilder(table.schema)
+                    elif not table.schema.equals(profile.schema):
+                        raise _schema_mismatch(file.path or source, profile.schema, table.schema)
+                    if not table.num_rows:
+                        continue
+                    yield table, file.path, offset, profile
+                    offset += table.num_rows
+
+        def store(
+            item: tuple[pa.Table, str, int, ProfileBuilder],
+        ) -> tuple[DataChunk, bool, ProfileBuilder, ProfileBuilder]:
+            """One chunk profiled, encoded, hashed and stored, on a thread of its own: the
+            work releases the GIL (numpy's and Arrow's kernels, Parquet's encoder, zstd,
+            BLAKE3, file writes), so chunks are processed on every core at once."""
+            table, path, offset, whole = item
+            part = ProfileBuilder(whole.schema, whole.config)
+            part.update(table)
+            data = _parquet_bytes(table)
+            digest, new = self.blobs.store_bytes(data)  # hashed once; re-stamped if old
+            return DataChunk(digest, table.num_rows, len(data), path, offset), new, part, whole
+
         chunks: list[DataChunk] = []
+        stored: set[Digest] = set()  # new in this add: a second copy is not new again
         new_chunks = new_bytes = 0
-        for file in files:
-            offset = 0
-            for table in _rechunk(file.batches(), self.chunk_rows):
-                if profile is None:
-                    profile = ProfileBuilder(table.schema)
-                elif not table.schema.equals(profile.schema):
-                    raise _schema_mismatch(file.path or source, profile.schema, table.schema)
-                if not table.num_rows:
-                    continue
-                profile.update(table)
-                data = _parquet_bytes(table)
-                digest, new = self.blobs.store_bytes(data)  # hashed once; re-stamped if old
-                if new:
+        work = map_ordered(
+            store, cut(), self.workers, "loopml-chunk", weight=_nbytes, max_weight=_IN_FLIGHT
+        )
+        with closing(work) as done:
+            for chunk, new, part, whole in done:
+                whole.merge(part)  # in chunk order: the same rows give the same profile
+                if new and chunk.digest not in stored:
+                    stored.add(chunk.digest)
                     new_chunks += 1
-                    new_bytes += len(data)
-                chunks.append(DataChunk(digest, table.num_rows, len(data), file.path, offset))
-                offset += table.num_rows
+                    new_bytes += chunk.size
+                chunks.append(chunk)
                 if progress is not None:
-                    progress(table.num_rows)
+                    progress(chunk.rows)
         if profile is None:
             raise InvalidInput(
                 f"{source or 'the data'} has no columns; a dataset needs at least one column"
@@ -264,6 +302,10 @@ class DatasetService:
     ) -> Page[DatasetVersion]:
         validate_identifier("dataset name", name)
         return self.store.list_versions(name, page_size, page_token)
+
+
+def _nbytes(item: tuple[pa.Table, str, int, ProfileBuilder]) -> int:
+    return int(item[0].nbytes)
 
 
 def _without(chunks: Sequence[DataChunk], common: Counter[Digest]) -> list[DataChunk]:

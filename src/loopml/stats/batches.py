@@ -1,10 +1,24 @@
-"""Regrouping a stream of Arrow record batches into tables of a fixed number of rows."""
+"""Streams of Arrow record batches: regrouped into tables of a fixed number of rows, and
+processed on threads in their order.
+
+Arrow's CSV parser, its Parquet encoder and numpy's large kernels release the GIL, so a
+stream whose every item costs such work goes about as many times faster as there are
+cores when the items are handed to a few threads (:func:`map_ordered`) instead of being
+processed one after the other.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 import pyarrow as pa
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
@@ -24,3 +38,65 @@ def rechunk(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
                 pending, count = [], 0
     if count:
         yield pa.Table.from_batches(pending)
+
+
+def cores() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def map_ordered(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    name: str,
+    ahead: int = 0,
+    weight: Callable[[T], int] | None = None,
+    max_weight: int = 0,
+) -> Generator[R, None, None]:
+    """``function(item)`` of each item, computed on ``workers`` threads and yielded in the
+    order of ``items`` (``workers=0``: on the calling thread, one after the other).
+
+    ``items`` is advanced on the calling thread, at most ``ahead`` (default ``workers +
+    1``) items beyond the result last yielded, and, with ``weight``, only while the items
+    in flight weigh at most ``max_weight`` together (one always may), so memory holds a
+    bounded number of items and results whatever the stream's length. An error in
+    ``function`` is raised here, at its item's turn; closing the iterator (or an error)
+    cancels the items not started, waits for those running and closes ``items``.
+    """
+    if workers < 1:
+        try:
+            yield from map(function, items)
+        finally:
+            _close(items)
+        return
+    ahead = max(ahead or workers + 1, 1)
+    pending: deque[tuple[Future[R], int]] = deque()
+    held = 0  # the weight of the items in flight
+    pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+    try:
+        for item in items:
+            load = weight(item) if weight is not None else 0
+            pending.append((pool.submit(function, item), load))
+            held += load
+            while len(pending) >= ahead or (pending and weight is not None and held > max_weight):
+                future, load = pending.popleft()
+                held -= load
+                yield future.result()
+        while pending:
+            yield pending.popleft()[0].result()
+    finally:
+        for future, _ in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        _close(items)
+
+
+def _close(items: object) -> None:
+    """Close a generator now (its ``finally`` blocks: pools, files); others need nothing."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()

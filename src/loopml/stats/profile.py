@@ -10,7 +10,10 @@ is added, so each column records what those comparisons need::
     profile = builder.finish()                       # -> TableProfile, frozen
     TableProfile.from_dict(profile.to_dict()) == profile
 
-``profile_table(table)`` does the loop for an in-memory table.
+``profile_table(table)`` does the loop for an in-memory table. ``update`` summarises a
+table in windows of :data:`WINDOW` rows, each column's window as one array whatever record
+batches it is held in, so the profile depends on the rows and the tables given, not on how
+they were read.
 
 **Mergeable.** A :class:`ProfileBuilder` holds, per column, counts, nulls, min, max and the
 mean and sum of squared deviations (merged with Chan et al.'s parallel formula, so a merge
@@ -35,9 +38,9 @@ then finish.
 
 **Exact, then approximate.** While a column has at most ``exact_limit`` (10,000) distinct
 values its exact value counts are kept: distinct, quantiles, histogram and categories are
-then exact. Past that, numbers go to a KLL quantile sketch (rank error about 0.04% of n, and
-at most 0.1% in the tests) and a HyperLogLog (0.81% relative standard error), categories to
-Misra-Gries heavy hitters
+then exact. Past that, numbers go to a KLL quantile sketch (rank error about 0.04% of n,
+0.07% on a dataset merged from 75 chunk profiles, at most 0.1% in the tests) and a
+HyperLogLog (0.81% relative standard error), categories to Misra-Gries heavy hitters
 (each count low by at most ``top_error`` <= n / (2 * max_categories + 1)). Flags say which:
 ``distinct_exact``, ``quantiles_exact``, ``top_exact``, ``top_complete`` (every category is
 listed, so a live value outside ``top`` is truly unseen).
@@ -79,6 +82,10 @@ __all__ = [
 ]
 
 FORMAT = 1
+# Rows summarised at once: a table is profiled in windows of this many rows, each column's
+# window as one array whatever batches it arrived in, so a profile depends only on the rows
+# and the tables update() was given (a dataset's chunks), not on how a file was read.
+WINDOW = 131_072
 _KINDS = frozenset(get_args(Kind))
 
 
@@ -328,12 +335,13 @@ class ProfileBuilder:
                 "convert it with pyarrow.Table.from_pandas() or pyarrow.table()"
             )
         self._check_schema(batch.schema, "batch")
-        for field, state in zip(self.schema, self._columns, strict=True):
-            column = batch.column(field.name)
-            for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
-                if len(chunk):
-                    state.update(chunk)
-        self.rows += batch.num_rows
+        rows = batch.num_rows
+        for start in range(0, rows, WINDOW):
+            for field, state in zip(self.schema, self._columns, strict=True):
+                column = batch.column(field.name)
+                for piece in _pieces(column.slice(start, WINDOW) if rows > WINDOW else column):
+                    state.update(piece)
+        self.rows += rows
 
     def merge(self, other: ProfileBuilder) -> None:
         """Absorb the state of a builder fed with other rows of the same table."""
@@ -376,6 +384,17 @@ class ProfileBuilder:
                     f"{types[field.name]} in the {what}; cast it to {field.type} first, or "
                     "profile it with a builder of its own"
                 )
+
+
+def _pieces(column: pa.Array | pa.ChunkedArray) -> list[pa.Array]:
+    """A window of a column as one array (the pieces of a dictionary column with
+    dictionaries of their own, or of a nested one, each on its own), empty ones left out."""
+    if isinstance(column, pa.Array):
+        return [column] if len(column) else []
+    chunks = [chunk for chunk in column.chunks if len(chunk)]
+    if len(chunks) < 2 or pa.types.is_dictionary(column.type) or pa.types.is_nested(column.type):
+        return chunks
+    return [pa.concat_arrays(chunks)]
 
 
 def profile_table(table: pa.Table, config: ProfileConfig | None = None) -> TableProfile:

@@ -1,0 +1,102 @@
+"""Streams of batches: work on threads, results in order, memory bounded, errors in turn."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from loopml.stats.batches import cores, map_ordered
+
+
+def test_results_come_in_the_order_of_the_items_whatever_finishes_first() -> None:
+    def slow_for_small(n: int) -> int:
+        time.sleep(0.002 * (10 - n % 10))  # later items finish first
+        return n * n
+
+    assert list(map_ordered(slow_for_small, range(40), 4, "t")) == [n * n for n in range(40)]
+
+
+def test_the_work_runs_on_several_threads_at_once() -> None:
+    barrier = threading.Barrier(3, timeout=5)
+
+    def meet(n: int) -> str:
+        barrier.wait()  # only returns once three items are being worked on together
+        return threading.current_thread().name
+
+    names = list(map_ordered(meet, range(3), 3, "loopml-test"))
+    assert len(set(names)) == 3 and all(n.startswith("loopml-test") for n in names)
+
+
+def test_items_are_read_at_most_ahead_of_the_results_taken() -> None:
+    taken = 0
+    read_ahead = []
+
+    def items() -> Iterator[int]:
+        for n in range(50):
+            read_ahead.append(n - taken)
+            yield n
+
+    for _ in map_ordered(lambda n: n, items(), 2, "t", ahead=3):
+        taken += 1
+    assert max(read_ahead) <= 3
+
+
+def test_items_in_flight_weigh_at_most_the_budget_or_are_one_item() -> None:
+    sizes = [5, 1, 1, 1, 30, 2, 2, 2, 2, 2, 9, 1]
+    taken = 0
+    held_at_read = []
+
+    def items() -> Iterator[int]:
+        for i in range(len(sizes)):
+            # Read only when the items read and not yet taken leave room under the budget.
+            held_at_read.append(sum(sizes[taken:i]))
+            yield i
+
+    for i in map_ordered(
+        lambda i: i, items(), 4, "t", ahead=10, weight=sizes.__getitem__, max_weight=8
+    ):
+        assert i == taken
+        taken += 1
+    assert taken == len(sizes)
+    assert max(held_at_read) <= 8
+    assert held_at_read[5] == 0  # after the item of 30: nothing else was in flight with it
+
+
+def test_an_error_is_raised_at_its_items_turn_and_stops_the_rest() -> None:
+    started: list[int] = []
+
+    def fail_at_five(n: int) -> int:
+        started.append(n)
+        if n == 5:
+            raise ValueError("five")
+        return n
+
+    results = map_ordered(fail_at_five, range(1000), 2, "t")
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="five"):
+        next(results)
+    assert max(started) < 20  # the items not started were cancelled
+
+
+def test_closing_stops_the_threads_and_closes_the_items() -> None:
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    results = map_ordered(lambda n: n, items(), 2, "loopml-closing")
+    assert next(results) == 0
+    results.close()
+    assert closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("loopml-closing")]
+
+
+def test_cores_counts_what_this_process_may_use() -> None:
+    assert 1 <= cores() <= (os.cpu_count() or 1)
