@@ -114,3 +114,15 @@ def test_status_loads_no_storage_data_or_ui_library(ws: Path, added: Path) -> No
     assert "t@1: no changes (13 unchanged, 0 hashed again)" in done.stdout, done.stdout
     assert "exit 0" in done.stdout
     assert "heavy: \n" in done.stdout, done.stdout
+
+
+def test_a_folder_added_by_a_relative_path_is_compared_from_anywhere(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path / "rel")
+    monkeypatch.chdir(tmp_path)
+    code, output = cli(ws, "data", "add", "r", "rel")
+    assert code == 0, output
+    monkeypatch.chdir(ws)  # elsewhere: the recorded source is absolute
+    code, output = cli(ws, "data", "status", "r")
+    assert code == 0 and "r@1: no changes (13 unchanged, 0 hashed again)" in output, output

@@ -111,6 +111,7 @@ class DatasetService:
         progress: Progress | None = None,
     ) -> AddResult:
         validate_identifier("dataset name", name)
+        path = path.absolute()  # the source as recorded: `data status` runs from anywhere
         files = self.reader.files(path)
         result = self._add(name, files, str(path), actor, message, progress)
         if path.is_dir():
