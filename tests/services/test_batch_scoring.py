@@ -409,21 +409,28 @@ def test_the_failing_chunk_is_named(
 
 
 # memory ----------------------------------------------------------------------------------
+# The peak resident set from VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss
+# across exec, so the child would start with the forking pytest process's peak.
 _CHILD = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 import pandas
 from loopml.bootstrap import open_workspace
 from loopml.config import load_settings
 
+def peak_kib():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+
 app = open_workspace(load_settings(Path(sys.argv[1])))
 app.registry.load("models:/m/1")  # imports and the model: the baseline
 service = app.batch_scoring
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 result = service.score(
     "models:/m/1", Path(sys.argv[2]), Path(sys.argv[3]), actor="t", chunk_rows=50_000
 )
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"before_kib": before, "peak_kib": peak, "rows": result.rows}))
 """
 
