@@ -23,12 +23,12 @@ import pytest
 import skops.io as sio
 import xgboost as xgb
 from skl2onnx import to_onnx
-from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import loopml.adapters.flavors.catalog as catalog_module
+from custom_estimators import ShiftedMean
 from loopml.adapters.flavors.catalog import DefaultFlavorCatalog
 from loopml.adapters.flavors.lightgbm import LightGBMFlavor, LightGBMModel
 from loopml.adapters.flavors.onnx import OnnxFlavor, OnnxModel
@@ -77,20 +77,6 @@ def _reference(key: str, models: dict[str, Any], x: np.ndarray) -> np.ndarray:
     if key == "onnx":
         return np.asarray(models["linear"].predict(x))
     return np.asarray(models[key].predict(x))
-
-
-class ShiftedMean(RegressorMixin, BaseEstimator):
-    """A custom estimator: skops does not trust its type by default."""
-
-    def __init__(self, shift: float = 1.0) -> None:
-        self.shift = shift
-
-    def fit(self, x: np.ndarray, y: np.ndarray) -> ShiftedMean:
-        self.mean_ = float(np.mean(y))
-        return self
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.full(len(x), self.mean_ + self.shift)
 
 
 class TouchOnUnpickle:

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LinearRegression
 
+from custom_estimators import ShiftedMean
 from loopml.adapters.flavors.sklearn import SklearnFlavor
 from loopml.adapters.model_cache import PickleModelCache, environment_fingerprint
 from loopml.bootstrap import Loopml, init_workspace, open_workspace
@@ -58,27 +59,53 @@ def skops_loads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return calls
 
 
-def test_a_second_load_comes_from_the_cache_without_skops(
+def test_registration_fills_the_cache_so_the_first_load_skips_skops(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     model: LinearRegression,
     frame: pd.DataFrame,
 ) -> None:
     app = workspace(tmp_path)
-    mv = Client(app=app).register_model(model, "m", sample=frame)
     loads = skops_loads(monkeypatch)
-
-    first = app.registry.load("models:/m/1")
-    assert len(loads) == 1
+    mv = Client(app=app).register_model(model, "m", sample=frame)
+    assert len(loads) == 1  # registration loaded the saved file once, as a server would
     entries = list((tmp_path / ".loopml" / "cache" / "models").glob("*.pkl"))
     assert [e.name.split("-")[1] for e in entries] == [mv.artifact.digest.hexdigest]
 
-    second = reopen(app).registry.load("models:/m/1")  # a new process's view
-    assert len(loads) == 1  # not through skops
+    first = reopen(app).registry.load("models:/m/1")  # a new process's view
+    second = reopen(app).registry.load("models:/m/1")
+    assert len(loads) == 1  # neither went through skops
     assert second is not first
     np.testing.assert_array_equal(second.predict(frame), model.predict(frame))  # type: ignore[attr-defined]
     key = tmp_path / ".loopml" / "cache" / "key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and len(key.read_bytes()) == 32
+
+
+def test_a_load_through_skops_fills_an_empty_cache(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model: LinearRegression,
+    frame: pd.DataFrame,
+) -> None:
+    app = workspace(tmp_path)
+    Client(app=app).register_model(model, "m", sample=frame)
+    folder = tmp_path / ".loopml" / "cache" / "models"
+    for entry in folder.glob("*.pkl"):  # as after an upgrade of the environment
+        entry.unlink()
+    loads = skops_loads(monkeypatch)
+
+    app.registry.load("models:/m/1")
+    reopen(app).registry.load("models:/m/1")
+    assert len(loads) == 1 and len(list(folder.glob("*.pkl"))) == 1
+
+
+def test_a_model_that_needs_trust_is_not_cached_at_registration(
+    tmp_path: Path, frame: pd.DataFrame
+) -> None:
+    app = workspace(tmp_path)
+    custom = ShiftedMean(shift=1.0).fit(frame.to_numpy(), frame["a"].to_numpy())
+    Client(app=app).register_model(custom, "m")
+    assert not list((tmp_path / ".loopml" / "cache").glob("models/*.pkl"))
 
 
 def test_a_tampered_entry_is_removed_and_the_artifact_loads(
@@ -145,6 +172,8 @@ def test_trusted_loads_and_a_disabled_cache_write_nothing(
 ) -> None:
     app = workspace(tmp_path / "on")
     Client(app=app).register_model(model, "m", sample=frame)
+    for entry in (tmp_path / "on" / ".loopml" / "cache").glob("models/*.pkl"):
+        entry.unlink()
     app.registry.load("models:/m/1", trusted=True)
     assert not list((tmp_path / "on" / ".loopml" / "cache").glob("models/*.pkl"))
 

@@ -22,7 +22,7 @@ from loopml.domain.approvals import (
     ForcedPromotion,
     authorize_promotion,
 )
-from loopml.domain.artifacts import ArtifactRef
+from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import (
     IntegrityError,
@@ -48,6 +48,7 @@ from loopml.ports import (
     EvaluationStore,
     FlavorCatalog,
     ModelCache,
+    ModelFlavor,
     NewModelVersion,
     RegistryStore,
     StageChange,
@@ -137,6 +138,7 @@ class RegistryService:
             path = Path(tmp) / chosen.file_name
             chosen.save(model, path)
             digest, size = self.blobs.put_file(path)
+            self._fill_cache(chosen, path, digest)
         artifact = ArtifactRef(f"model/{chosen.file_name}", digest, size)
         return self._create(
             name,
@@ -150,6 +152,20 @@ class RegistryService:
             description,
             chosen.describe(model),
         )
+
+    def _fill_cache(self, flavor: ModelFlavor, path: Path, digest: Digest) -> None:
+        """Load a version just saved as a server would, and keep it in the model cache.
+
+        The first ``loopml serve`` or ``loopml predict`` on this machine then starts
+        without skops. A model that needs ``trusted=True`` to load is not cached: its
+        loads stay explicit."""
+        if self.model_cache is None or not flavor.load_cache:
+            return
+        try:
+            loaded = flavor.load(path, trusted=False)
+        except PermissionDenied:
+            return
+        self.model_cache.put(digest, loaded)
 
     def register_from_run(
         self,
