@@ -23,6 +23,7 @@ from loopml.adapters import tables
 from loopml.adapters.artifacts import fsspec_store
 from loopml.adapters.artifacts.fsspec_store import hash_large_file
 from loopml.domain.errors import InvalidInput
+from loopml.ports import TableFile
 
 
 def _read(path: Path) -> pa.Table:
@@ -170,8 +171,50 @@ def test_large_files_hash_alike_whether_read_on_a_thread_or_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
     monkeypatch.setattr(fsspec_store, "_LARGE_READ", 500)  # past 2 buffers: read on a thread
+    monkeypatch.setattr(fsspec_store, "_SMALL_FILE", 600)  # up to this: one read, no buffer
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     path = tmp_path / "f.bin"
     path.write_bytes(data)
     assert hash_large_file(path) == blake3.blake3(data).hexdigest()
     assert hash_large_file(str(path)) == blake3.blake3(data).hexdigest()
+
+
+def _small_files(root: Path, texts: list[str]) -> list[TableFile]:
+    root.mkdir()
+    for i, text in enumerate(texts):
+        (root / f"f{i:03}.csv").write_text(text, encoding="utf-8")
+    return tables.FileTableReader().files(root)
+
+
+SCHEMA = pa.schema([("id", pa.int64()), ("x", pa.float64())])
+
+
+def test_small_files_read_together_as_one_file(tmp_path: Path) -> None:
+    files = _small_files(tmp_path / "d", ["id,x\n1,0.5\n", "id,x\n2,1\n3,1.5", "id,x\n"])
+    table = tables.FileTableReader().read_together(files, SCHEMA)
+    assert table is not None and table.schema.equals(SCHEMA)
+    # the second file has no final line end and the third no row: neither changes a row
+    assert table.to_pydict() == {"id": [1, 2, 3], "x": [0.5, 1.0, 1.5]}
+
+
+@pytest.mark.parametrize(
+    ("texts", "why"),
+    [
+        (["id,x\n1,0.5\n", "x,id\n0.5,1\n"], "another header"),
+        (["id,x\n1,0.5\n", 'id,x\n"2",1\n'], "a quote"),
+        (["id,x\n1,0.5\n", "id,x\n2,many\n"], "a value that does not fit the type"),
+        (["id,x\n1,0.5\n", "id,x\n2,1,7\n"], "a ragged row"),
+        (["id,x\n1,0.5\n", "id,x"], "no line end after the header"),
+    ],
+)
+def test_files_that_cannot_be_read_together_are_left_to_read_alone(
+    tmp_path: Path, texts: list[str], why: str
+) -> None:
+    files = _small_files(tmp_path / "d", texts)
+    assert tables.FileTableReader().read_together(files, SCHEMA) is None, why
+
+
+def test_a_file_changed_since_it_was_hashed_is_not_read_together(tmp_path: Path) -> None:
+    files = _small_files(tmp_path / "d", ["id,x\n1,0.5\n", "id,x\n2,1\n"])
+    (tmp_path / "d" / "f001.csv").write_text("id,x\n9,9\n", encoding="utf-8")
+    assert tables.FileTableReader().read_together(files, SCHEMA) is None

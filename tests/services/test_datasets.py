@@ -180,6 +180,82 @@ def test_missing_paths_and_bad_names_are_refused(service: DatasetService, tmp_pa
         service.get("d@x")
 
 
+# packs of small files ---------------------------------------------------------------------
+def _small_folder(root: Path, count: int, start: int = 0) -> Path:
+    """``count`` CSV files of 2 rows, named in the order of their rows."""
+    root.mkdir(exist_ok=True)
+    for i in range(start, start + count):
+        _frame(2, start=2 * i).to_csv(root / f"f{i:04}.csv", index=False)
+    return root
+
+
+def test_small_files_share_chunks_and_read_back_in_path_order(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _small_folder(tmp_path / "tree", 400)
+    result = service.add_path("d", root, "ana")
+    manifest = service.manifest(result.version)
+    assert len(manifest.files) == 400 and result.version.rows == 800
+    assert len(manifest.chunks) < 40  # a chunk per file would be 400
+    assert sum(c.rows for c in manifest.chunks) == 800
+    assert service.read("d").to_pandas().equals(_frame(800))
+    assert service.profile(result.version).get_column("id").distinct == 800
+
+
+def test_editing_one_small_file_stores_only_its_pack_again(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _small_folder(tmp_path / "tree", 400)
+    first = service.add_path("d", root, "ana")
+    before = service.manifest(first.version).chunks
+    edited = "f0250.csv"
+    # the pack holding it: the one whose first file comes last at or before it
+    pack = max(c.file for c in before if c.file <= edited)
+    frame = _frame(2, start=500)
+    frame.loc[0, "x"] = -1.0
+    frame.to_csv(root / edited, index=False)
+
+    second = service.add_path("d", root, "ana")
+    after = service.manifest(second.version).chunks
+    new = [c for c in after if c.digest not in {b.digest for b in before}]
+    assert new and {c.file for c in new} <= {pack, edited}
+    assert second.new_chunks == len(new) < len(after) // 3
+    assert service.read("d@2").column("x").to_pylist()[500] == -1.0
+
+
+def test_appending_files_keeps_the_chunks_of_every_earlier_pack_but_the_last(
+    service: DatasetService, tmp_path: Path
+) -> None:
+    root = _small_folder(tmp_path / "tree", 400)
+    before = service.manifest(service.add_path("d", root, "ana").version).chunks
+    last = before[-1].file
+    _small_folder(root, 100, start=400)
+    second = service.add_path("d", root, "ana")
+    after = service.manifest(second.version).chunks
+    assert [c.digest for c in after if c.file < last] == [c.digest for c in before if c.file < last]
+    assert second.version.rows == 1_000
+    assert service.read("d@2").to_pandas().equals(_frame(1_000))
+
+
+def test_a_bad_value_in_a_small_file_names_that_file_and_adds_nothing(
+    service: DatasetService, blobs: MemoryBlobStore, tmp_path: Path
+) -> None:
+    root = _small_folder(tmp_path / "tree", 300)
+    (root / "f0150.csv").write_text("id,x,city\n300,oops,a\n301,1.0,b\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"f0150\.csv does not match.*'x' is string"):
+        service.add_path("d", root, "ana")
+    assert service.store.find_dataset("d") is None
+
+
+def test_small_files_with_quotes_are_read_right(service: DatasetService, tmp_path: Path) -> None:
+    root = _small_folder(tmp_path / "tree", 60)
+    (root / "f0030.csv").write_text(
+        'id,x,city\n60,30.0,"b, or ""a"""\n61,30.5,a\n', encoding="utf-8"
+    )
+    service.add_path("d", root, "ana")
+    assert service.read("d").column("city").to_pylist()[60:62] == ['b, or "a"', "a"]
+
+
 # status -----------------------------------------------------------------------------------
 def _folder(root: Path, files: int) -> Path:
     root.mkdir()

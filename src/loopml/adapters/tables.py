@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing
 from io import RawIOBase
 from pathlib import Path
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from loopml.adapters.artifacts.fsspec_store import hash_large_file
+from loopml.adapters.artifacts.fsspec_store import hash_bytes, hash_large_file
 from loopml.domain.datasets import TABLE_SUFFIXES
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.ports import TableFile
@@ -50,6 +50,48 @@ class FileTableReader:
             )
         return [_table_file(p, p.relative_to(path).as_posix()) for p in found]
 
+    def read_together(self, files: Sequence[TableFile], schema: pa.Schema) -> pa.Table | None:
+        """Small CSV files with one header line, parsed as one file: the header once, then
+        every file's rows, with ``schema``'s column types. Arrow's parser costs about half a
+        millisecond a call whatever the input's size, so a folder of 100,000 small files
+        parsed file by file spends most of its time there.
+
+        None (read them one by one instead) unless every file is CSV, unchanged since it
+        was hashed, free of quotes (a quote left open would run into the next file), and
+        starts with the same header line, and the rows fit ``schema``."""
+        header: bytes | None = None
+        body = bytearray()
+        for file in files:
+            if not file.location or SUFFIXES.get(Path(file.location).suffix.lower()) != "csv":
+                return None
+            try:
+                with open(file.location, "rb") as source:
+                    data = source.read()
+            except OSError:
+                return None
+            if hash_bytes(data).hexdigest != file.digest or b'"' in data:
+                return None
+            start = data.find(b"\n") + 1
+            if not start:
+                return None
+            if header is None:
+                header = data[:start]
+                body += header
+            elif data[:start] != header:
+                return None
+            body += memoryview(data)[start:]
+            if body[-1:] != b"\n":
+                body += b"\n"
+        read = pacsv.ReadOptions(use_threads=False, block_size=_size(body))
+        types = pacsv.ConvertOptions(
+            column_types=dict(zip(schema.names, schema.types, strict=True))
+        )
+        try:
+            table = _parse(body, read, types)
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            return None
+        return table if table.schema.equals(schema) else None
+
 
 def _table_file(path: Path, relative: str) -> TableFile:
     kind = SUFFIXES.get(path.suffix.lower())
@@ -71,6 +113,7 @@ def _table_file(path: Path, relative: str) -> TableFile:
         lambda: read(path),
         st.st_mtime_ns,
         st.st_ino,
+        str(path),
     )
 
 
@@ -85,10 +128,12 @@ def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
     inside one, the file is read from that block on by Arrow's quote-aware streaming
     reader instead, on one core.
     """
-    if os.path.getsize(path) == 0:
+    size = os.path.getsize(path)
+    if size == 0:
         raise InvalidInput(f"{path} is empty; a CSV file needs at least a header line")
     with open(path, "rb", buffering=0) as source:
-        blocks = _blocks(source, _CSV_BLOCK)
+        # A small file gets a buffer its size: zeroing 4 MiB costs more than parsing it.
+        blocks = _blocks(source, min(_CSV_BLOCK, size + 1))
         _, first, last = next(blocks)
         options = pacsv.ReadOptions(use_threads=False, block_size=_size(first))
         try:

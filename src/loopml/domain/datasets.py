@@ -29,6 +29,18 @@ from loopml.domain.names import validate_identifier
 
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}  # file -> reader
 CHUNK_ROWS = 131_072  # rows per chunk: small enough to append cheaply, big for Parquet
+# Consecutive small files share chunks (a pack): a pack ends after a file whose content hash
+# is 0 modulo PACK_EVERY, so that editing, adding or removing a file changes its own pack
+# and leaves the others' chunks as they were, or once it holds PACK_BYTES.
+PACK_FILE_BYTES = 256 << 10  # files up to this size are packed
+PACK_EVERY = 128  # files per pack, on average
+PACK_BYTES = 8 << 20
+
+
+def ends_pack(digest: str, pack_bytes: int) -> bool:
+    """Whether a pack ends after a file of hex content hash ``digest``, the pack then
+    holding ``pack_bytes`` bytes of files."""
+    return pack_bytes >= PACK_BYTES or int(digest[:8], 16) % PACK_EVERY == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +53,9 @@ class DataColumn:
 
 @dataclass(frozen=True, slots=True)
 class DataChunk:
-    """Rows ``[offset, offset + rows)`` of source file ``file``, stored as one Parquet blob."""
+    """Rows ``[offset, offset + rows)`` of source file ``file``, stored as one Parquet blob;
+    for a chunk of a pack of small files, ``file`` is the pack's first file (offset 0) and
+    the rows run on through the next files, in path order."""
 
     digest: Digest
     rows: int

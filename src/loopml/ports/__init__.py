@@ -296,6 +296,7 @@ class TableFile:
     batches: Callable[[], Iterator[Any]]
     mtime_ns: int = 0  # stat taken before hashing; 0 for data that is not a file
     inode: int = 0
+    location: str = ""  # the file's absolute path; "" for data that is not a file
 
 
 class FileIndex(Protocol):
@@ -311,6 +312,12 @@ class FileIndex(Protocol):
 class TableReader(Protocol):
     def files(self, path: Path) -> list[TableFile]:
         """The file at ``path``, or the table files under the folder, in path order."""
+        ...
+
+    def read_together(self, files: Sequence[TableFile], schema: Any) -> Any | None:
+        """The rows of several small ``files``, in order, as one pyarrow Table with the
+        columns and types of ``schema``, read in one go; None when they cannot be read
+        that way (the caller then reads them one by one, which names any file at fault)."""
         ...
 
 

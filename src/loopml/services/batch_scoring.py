@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -522,3 +522,6 @@ class _Stream:
 
     def files(self, path: Path) -> list[TableFile]:
         return [TableFile("", 0, "", self.batches)]
+
+    def read_together(self, files: Sequence[TableFile], schema: pa.Schema) -> None:
+        return None  # one stream, never packed

@@ -1,7 +1,8 @@
 """Dataset versions: add, read back, export, and the numbers behind deduplication.
 
 ``add`` streams each source file's record batches, cuts them into chunks of
-``CHUNK_ROWS`` rows at fixed offsets of the file, writes each chunk as Parquet to the
+``CHUNK_ROWS`` rows at fixed offsets of the file (consecutive small files share chunks: a
+*pack*, whose end depends on its files' contents only), writes each chunk as Parquet to the
 artifact store (which keeps identical bytes once), then writes the manifest and the
 version in one metadata transaction with its audit event. A failure before that
 transaction leaves no version; chunk blobs already written are unreferenced and
@@ -34,6 +35,7 @@ from loopml.domain.artifacts import Digest
 from loopml.domain.data_diff import DatasetDiff, StatMove, column_changes
 from loopml.domain.datasets import (
     CHUNK_ROWS,
+    PACK_FILE_BYTES,
     DataChunk,
     DataColumn,
     Dataset,
@@ -42,6 +44,7 @@ from loopml.domain.datasets import (
     Manifest,
     SourceFile,
     content_digest,
+    ends_pack,
     parse_dataset_ref,
 )
 from loopml.domain.errors import InvalidInput, NotFound
@@ -138,25 +141,10 @@ class DatasetService:
         message: str,
         progress: Progress | None,
     ) -> AddResult:
-        profile: ProfileBuilder | None = None  # made with the first batch's schema
-
-        def cut() -> Iterator[tuple[pa.Table, str, int, ProfileBuilder]]:
-            """Each file's chunks, with where they start and the profile they belong to."""
-            nonlocal profile
-            for file in files:
-                offset = 0
-                for table in _rechunk(file.batches(), self.chunk_rows):
-                    if profile is None:
-                        profile = ProfileBuilder(table.schema)
-                    elif not table.schema.equals(profile.schema):
-                        raise _schema_mismatch(file.path or source, profile.schema, table.schema)
-                    if not table.num_rows:
-                        continue
-                    yield table, file.path, offset, profile
-                    offset += table.num_rows
+        cutter = _Cutter(self.reader, self.chunk_rows, source)
 
         def store(
-            item: tuple[pa.Table, str, int, ProfileBuilder],
+            item: Cut,
         ) -> tuple[DataChunk, bool, ProfileBuilder, ProfileBuilder]:
             """One chunk profiled, encoded, hashed and stored, on a thread of its own: the
             work releases the GIL (numpy's and Arrow's kernels, Parquet's encoder, zstd,
@@ -172,7 +160,12 @@ class DatasetService:
         stored: set[Digest] = set()  # new in this add: a second copy is not new again
         new_chunks = new_bytes = 0
         work = map_ordered(
-            store, cut(), self.workers, "loopml-chunk", weight=_nbytes, max_weight=_IN_FLIGHT
+            store,
+            cutter.chunks(files),
+            self.workers,
+            "loopml-chunk",
+            weight=_nbytes,
+            max_weight=_IN_FLIGHT,
         )
         with closing(work) as done:
             for chunk, new, part, whole in done:
@@ -184,6 +177,7 @@ class DatasetService:
                 chunks.append(chunk)
                 if progress is not None:
                     progress(chunk.rows)
+        profile = cutter.profile
         if profile is None:
             raise InvalidInput(
                 f"{source or 'the data'} has no columns; a dataset needs at least one column"
@@ -305,7 +299,76 @@ class DatasetService:
         return self.store.list_versions(name, page_size, page_token)
 
 
-def _nbytes(item: tuple[pa.Table, str, int, ProfileBuilder]) -> int:
+Cut = tuple[pa.Table, str, int, ProfileBuilder]  # rows, their file and offset, the profile
+
+
+class _Cutter:
+    """The chunks of an add's files, in order; ``profile`` is made with the first one's
+    schema, and every later chunk must have the same."""
+
+    def __init__(self, reader: TableReader, chunk_rows: int, source: str) -> None:
+        self.reader = reader
+        self.chunk_rows = chunk_rows
+        self.source = source
+        self.profile: ProfileBuilder | None = None
+
+    def chunks(self, files: Sequence[TableFile]) -> Iterator[Cut]:
+        """Every chunk: a file's own, or a pack's, read in one go when the reader can
+        (and file by file when it cannot, which names any file at fault)."""
+        for pack in _packs(files):
+            rest = pack
+            if self.profile is None:  # the first file says the columns
+                yield from self._file(pack[0])
+                rest = pack[1:]
+            table = (
+                self.reader.read_together(rest, self.profile.schema)
+                if len(rest) > 1 and self.profile is not None
+                else None
+            )
+            if table is None:
+                for file in rest:
+                    yield from self._file(file)
+            else:
+                yield from self._cut(table.to_batches(), rest[0].path)
+
+    def _file(self, file: TableFile) -> Iterator[Cut]:
+        yield from self._cut(file.batches(), file.path)
+
+    def _cut(self, batches: Iterable[pa.RecordBatch], path: str) -> Iterator[Cut]:
+        offset = 0
+        for table in _rechunk(batches, self.chunk_rows):
+            if self.profile is None:
+                self.profile = ProfileBuilder(table.schema)
+            elif not table.schema.equals(self.profile.schema):
+                raise _schema_mismatch(path or self.source, self.profile.schema, table.schema)
+            if not table.num_rows:
+                continue
+            yield table, path, offset, self.profile
+            offset += table.num_rows
+
+
+def _packs(files: Sequence[TableFile]) -> Iterator[list[TableFile]]:
+    """``files`` in order, as runs: one file alone, or consecutive small files that share
+    chunks (:func:`loopml.domain.datasets.ends_pack` says where a pack ends)."""
+    pack: list[TableFile] = []
+    held = 0
+    for file in files:
+        if file.size > PACK_FILE_BYTES or not file.digest:
+            if pack:
+                yield pack
+                pack, held = [], 0
+            yield [file]
+            continue
+        pack.append(file)
+        held += file.size
+        if ends_pack(file.digest, held):
+            yield pack
+            pack, held = [], 0
+    if pack:
+        yield pack
+
+
+def _nbytes(item: Cut) -> int:
     return int(item[0].nbytes)
 
 

@@ -50,6 +50,7 @@ TEMP_PREFIX = ".tmp-"
 # batch scoring) stop costing fresh page faults; with 8 MiB, scoring a ridge model ran 15%
 # slower.
 _LARGE_READ = 16 << 20
+_SMALL_FILE = 1 << 20
 _LOCAL_PROTOCOLS = frozenset({"file", "local"})
 
 
@@ -67,7 +68,10 @@ def hash_large_file(path: str | Path) -> str:
     buffer is hashed here (both release the GIL): on two cores that hides most of the
     hashing behind the copy from the page cache."""
     with open(path, "rb", buffering=0) as source:
-        if os.fstat(source.fileno()).st_size <= 2 * _LARGE_READ:
+        size = os.fstat(source.fileno()).st_size
+        if size <= _SMALL_FILE:  # one read: a 16 MiB buffer costs more than the hash
+            return str(blake3.blake3(source.readall()).hexdigest())
+        if size <= 2 * _LARGE_READ:
             hasher = blake3.blake3()
             buffer = bytearray(_LARGE_READ)
             view = memoryview(buffer)
