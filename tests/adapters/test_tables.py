@@ -7,6 +7,7 @@ types and the errors are those of one Arrow read of the whole file.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -214,7 +215,37 @@ def test_files_that_cannot_be_read_together_are_left_to_read_alone(
     assert tables.FileTableReader().read_together(files, SCHEMA) is None, why
 
 
-def test_a_file_changed_since_it_was_hashed_is_not_read_together(tmp_path: Path) -> None:
+def test_small_files_are_read_as_they_were_hashed(tmp_path: Path) -> None:
     files = _small_files(tmp_path / "d", ["id,x\n1,0.5\n", "id,x\n2,1\n"])
     (tmp_path / "d" / "f001.csv").write_text("id,x\n9,9\n", encoding="utf-8")
-    assert tables.FileTableReader().read_together(files, SCHEMA) is None
+    reader = tables.FileTableReader()
+    # the bytes kept from the hash are parsed: the rows match the recorded digest
+    assert all(f.content is not None for f in files)
+    table = reader.read_together(files, SCHEMA)
+    assert table is not None and table.column("id").to_pylist() == [1, 2]
+    # without them (past the reader's budget), a file changed since its hash is read alone
+    unkept = [dataclasses.replace(f, content=None) for f in files]
+    assert reader.read_together(unkept, SCHEMA) is None
+
+
+def test_a_folder_lists_its_table_files_in_the_order_of_sorted_paths(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    names = ["a.csv", "a-b/x.csv", "a/x.csv", "a/y.PARQUET", "a.b/z.pq", ".hidden.csv", "b/c/d.csv"]
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("id\n1\n", encoding="utf-8")
+    (root / "notes.txt").write_text("not a table", encoding="utf-8")
+    (root / ".csv").write_text("no suffix: a hidden file named .csv", encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "e.csv").write_text("id\n1\n", encoding="utf-8")
+    (root / "linked").symlink_to(tmp_path / "elsewhere")  # a symlinked folder: not entered
+    (root / "link.csv").symlink_to(root / "a.csv")  # a symlinked file: read
+
+    listed = [f.path for f in tables.FileTableReader().files(root)]
+    expected = sorted(
+        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in tables.SUFFIXES
+    )
+    assert listed == [p.relative_to(root).as_posix() for p in expected]
+    # part by part: "a/..." before "a-b/..." (a plain string sort puts "-" before "/")
+    assert listed[:4] == [".hidden.csv", "a/x.csv", "a/y.PARQUET", "a-b/x.csv"]
+    assert "link.csv" in listed and not any(p.startswith("linked/") for p in listed)

@@ -21,7 +21,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from loopml.adapters.artifacts.fsspec_store import hash_bytes, hash_large_file
-from loopml.domain.datasets import TABLE_SUFFIXES
+from loopml.domain.datasets import PACK_FILE_BYTES, TABLE_SUFFIXES
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.ports import TableFile
 from loopml.stats.batches import cores, map_ordered
@@ -29,6 +29,7 @@ from loopml.stats.batches import cores, map_ordered
 SUFFIXES = TABLE_SUFFIXES
 _CSV_BLOCK = 4 << 20  # bytes per CSV block; types are inferred from the first one
 _MAX_BLOCK = (1 << 31) - 1  # Arrow's largest block size
+_KEEP_BYTES = 64 << 20  # small files' bytes kept from hashing to parsing, per folder
 
 
 class FileTableReader:
@@ -41,14 +42,20 @@ class FileTableReader:
                 f"{path} does not exist; give the path of a CSV or Parquet file or folder"
             )
         if path.is_file():
-            return [_table_file(path, path.name)]
-        found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            return [_table_file(str(path), path.name)]
+        found = _table_paths(str(path))
         if not found:
             raise InvalidInput(
                 f"folder {path} holds no CSV or Parquet file (looked for "
                 f"{', '.join(SUFFIXES)}); point at a file or a folder of them"
             )
-        return [_table_file(p, p.relative_to(path).as_posix()) for p in found]
+        kept = 0  # bytes of small files kept to be parsed without a second read
+        files = []
+        for relative, location in found:
+            file = _table_file(location, relative, keep=kept < _KEEP_BYTES)
+            kept += len(file.content or b"")
+            files.append(file)
+        return files
 
     def read_together(self, files: Sequence[TableFile], schema: pa.Schema) -> pa.Table | None:
         """Small CSV files with one header line, parsed as one file: the header once, then
@@ -62,14 +69,18 @@ class FileTableReader:
         header: bytes | None = None
         body = bytearray()
         for file in files:
-            if not file.location or SUFFIXES.get(Path(file.location).suffix.lower()) != "csv":
+            if SUFFIXES.get(_suffix(os.path.basename(file.location))) != "csv":
                 return None
-            try:
-                with open(file.location, "rb") as source:
-                    data = source.read()
-            except OSError:
-                return None
-            if hash_bytes(data).hexdigest != file.digest or b'"' in data:
+            data = file.content
+            if data is None:
+                try:
+                    with open(file.location, "rb") as source:
+                        data = source.read()
+                except OSError:
+                    return None
+                if hash_bytes(data).hexdigest != file.digest:
+                    return None
+            if b'"' in data:
                 return None
             start = data.find(b"\n") + 1
             if not start:
@@ -93,28 +104,79 @@ class FileTableReader:
         return table if table.schema.equals(schema) else None
 
 
-def _table_file(path: Path, relative: str) -> TableFile:
-    kind = SUFFIXES.get(path.suffix.lower())
+def _table_paths(root: str) -> list[tuple[str, str]]:
+    """(path relative to ``root``, "/"-separated; path) of each CSV or Parquet file under
+    ``root``, ordered part by part (as sorted paths compare). Folders are entered, symlinks
+    to folders are not; a folder that cannot be listed is an error, never skipped."""
+    found: list[tuple[str, str]] = []
+    stack = [("", root)]
+    while stack:
+        prefix, folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((f"{prefix}{entry.name}/", entry.path))
+                    elif _suffix(entry.name) in SUFFIXES and entry.is_file():
+                        found.append((prefix + entry.name, entry.path))
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot list folder {folder}: {exc}; make it readable, or add the files "
+                "you mean one folder at a time"
+            ) from exc
+    found.sort(key=lambda item: item[0].split("/"))
+    return found
+
+
+def _suffix(name: str) -> str:
+    """The lower-cased suffix of a file name, as ``Path.suffix`` cuts it."""
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
+
+
+def _table_file(location: str, relative: str, keep: bool = False) -> TableFile:
+    """The file at ``location``, stat and hash taken; with ``keep``, a small file's bytes
+    are kept in the answer (read once, for :meth:`FileTableReader.read_together`)."""
+    kind = SUFFIXES.get(_suffix(os.path.basename(location)))
     if kind is None:
         raise InvalidInput(
-            f"{path} is not a CSV or Parquet file (its suffix is {path.suffix!r}); "
-            f"loopml reads {', '.join(SUFFIXES)}"
+            f"{location} is not a CSV or Parquet file (its suffix is "
+            f"{Path(location).suffix!r}); loopml reads {', '.join(SUFFIXES)}"
         )
+    content: bytes | None = None
     try:
-        st = path.stat()  # before hashing: a write during the hash shows as a newer mtime
-        digest = hash_large_file(path)
+        fd = os.open(location, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)  # before hashing: a write during the hash shows as a newer mtime
+            if st.st_size <= PACK_FILE_BYTES:
+                data = _read_all(fd, st.st_size)
+                digest = hash_bytes(data).hexdigest
+                content = data if keep else None
+            else:
+                digest = hash_large_file(location)
+        finally:
+            os.close(fd)
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from exc
+        raise InvalidInput(f"cannot read {location}: {exc}") from exc
     read = _csv_batches if kind == "csv" else _parquet_batches
     return TableFile(
         relative,
         st.st_size,
         digest,
-        lambda: read(path),
+        lambda: read(Path(location)),
         st.st_mtime_ns,
         st.st_ino,
-        str(path),
+        location,
+        content,
     )
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Every byte of the open file ``fd``, expected to hold about ``size`` bytes."""
+    parts = []
+    while chunk := os.read(fd, max(size, 1 << 16) + 1):
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:

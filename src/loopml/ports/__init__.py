@@ -297,6 +297,7 @@ class TableFile:
     mtime_ns: int = 0  # stat taken before hashing; 0 for data that is not a file
     inode: int = 0
     location: str = ""  # the file's absolute path; "" for data that is not a file
+    content: bytes | None = None  # a small file's bytes as hashed, when the reader kept them
 
 
 class FileIndex(Protocol):
