@@ -181,18 +181,18 @@ def test_missing_paths_and_bad_names_are_refused(service: DatasetService, tmp_pa
 
 
 # packs of small files ---------------------------------------------------------------------
-def _small_folder(root: Path, count: int, start: int = 0) -> Path:
-    """``count`` CSV files of 2 rows, named in the order of their rows."""
+def _folder(root: Path, files: int, rows: int = 5, first: int = 0) -> Path:
+    """CSV files ``f{first:03}.csv`` on, ``rows`` rows each, their ids in file order."""
     root.mkdir(exist_ok=True)
-    for i in range(start, start + count):
-        _frame(2, start=2 * i).to_csv(root / f"f{i:04}.csv", index=False)
+    for i in range(first, first + files):
+        _frame(rows, start=rows * i).to_csv(root / f"f{i:03}.csv", index=False)
     return root
 
 
 def test_small_files_share_chunks_and_read_back_in_path_order(
     service: DatasetService, tmp_path: Path
 ) -> None:
-    root = _small_folder(tmp_path / "tree", 400)
+    root = _folder(tmp_path / "tree", 400, rows=2)
     result = service.add_path("d", root, "ana")
     manifest = service.manifest(result.version)
     assert len(manifest.files) == 400 and result.version.rows == 800
@@ -205,10 +205,10 @@ def test_small_files_share_chunks_and_read_back_in_path_order(
 def test_editing_one_small_file_stores_only_its_pack_again(
     service: DatasetService, tmp_path: Path
 ) -> None:
-    root = _small_folder(tmp_path / "tree", 400)
+    root = _folder(tmp_path / "tree", 400, rows=2)
     first = service.add_path("d", root, "ana")
     before = service.manifest(first.version).chunks
-    edited = "f0250.csv"
+    edited = "f250.csv"
     # the pack holding it: the one whose first file comes last at or before it
     pack = max(c.file for c in before if c.file <= edited)
     frame = _frame(2, start=500)
@@ -226,10 +226,10 @@ def test_editing_one_small_file_stores_only_its_pack_again(
 def test_appending_files_keeps_the_chunks_of_every_earlier_pack_but_the_last(
     service: DatasetService, tmp_path: Path
 ) -> None:
-    root = _small_folder(tmp_path / "tree", 400)
+    root = _folder(tmp_path / "tree", 400, rows=2)
     before = service.manifest(service.add_path("d", root, "ana").version).chunks
     last = before[-1].file
-    _small_folder(root, 100, start=400)
+    _folder(root, 100, rows=2, first=400)
     second = service.add_path("d", root, "ana")
     after = service.manifest(second.version).chunks
     assert [c.digest for c in after if c.file < last] == [c.digest for c in before if c.file < last]
@@ -240,16 +240,16 @@ def test_appending_files_keeps_the_chunks_of_every_earlier_pack_but_the_last(
 def test_a_bad_value_in_a_small_file_names_that_file_and_adds_nothing(
     service: DatasetService, blobs: MemoryBlobStore, tmp_path: Path
 ) -> None:
-    root = _small_folder(tmp_path / "tree", 300)
-    (root / "f0150.csv").write_text("id,x,city\n300,oops,a\n301,1.0,b\n", encoding="utf-8")
-    with pytest.raises(InvalidInput, match=r"f0150\.csv does not match.*'x' is string"):
+    root = _folder(tmp_path / "tree", 300, rows=2)
+    (root / "f150.csv").write_text("id,x,city\n300,oops,a\n301,1.0,b\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"f150\.csv does not match.*'x' is string"):
         service.add_path("d", root, "ana")
     assert service.store.find_dataset("d") is None
 
 
 def test_small_files_with_quotes_are_read_right(service: DatasetService, tmp_path: Path) -> None:
-    root = _small_folder(tmp_path / "tree", 60)
-    (root / "f0030.csv").write_text(
+    root = _folder(tmp_path / "tree", 60, rows=2)
+    (root / "f030.csv").write_text(
         'id,x,city\n60,30.0,"b, or ""a"""\n61,30.5,a\n', encoding="utf-8"
     )
     service.add_path("d", root, "ana")
@@ -257,13 +257,6 @@ def test_small_files_with_quotes_are_read_right(service: DatasetService, tmp_pat
 
 
 # status -----------------------------------------------------------------------------------
-def _folder(root: Path, files: int) -> Path:
-    root.mkdir()
-    for i in range(files):
-        _frame(5, start=10 * i).to_csv(root / f"f{i:03}.csv", index=False)
-    return root
-
-
 def test_status_rehashes_only_files_whose_stat_changed(
     service: DatasetService, tmp_path: Path
 ) -> None:

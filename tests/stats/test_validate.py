@@ -3,12 +3,13 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,8 @@ from loopml.stats import validate as validate_module
 from loopml.stats.keys import DuplicateKeyFinder
 from loopml.stats.schema import infer_schema
 from loopml.stats.validate import validate
+
+H = TypeVar("H", bound=Hashable)
 
 F = TypeFamily
 BIKES = Path(loopml.__file__).parent / "data" / "bike_sharing_hourly.parquet"
@@ -609,23 +612,18 @@ def test_finder_counts_repeats_exactly_whatever_the_blocks(
         )
     result = finder.result()
     present = [v for v in values if v is not None]
+    duplicates, repeats = repeats_in_order(present)
     assert result.rows == len(present)
-    assert result.duplicates == len(present) - len(set(present))
+    assert result.duplicates == duplicates
     # examples are real repeated keys, in the order their repeats appear
-    seen: set[object] = set()
-    repeats: list[object] = []
-    for v in present:
-        if v in seen and v not in repeats:
-            repeats.append(v)
-        seen.add(v)
     assert [e[0] for e in result.examples] == repeats[: len(result.examples)]
     assert len(result.examples) == min(5, len(repeats))
 
 
-def repeats_in_order(values: list[int]) -> tuple[int, list[int]]:
+def repeats_in_order(values: Sequence[H]) -> tuple[int, list[H]]:
     """How many values repeat an earlier one, and the repeated values in order of repeat."""
-    seen: set[int] = set()
-    repeated: list[int] = []
+    seen: set[H] = set()
+    repeated: list[H] = []
     for v in values:
         if v in seen and v not in repeated:
             repeated.append(v)

@@ -49,7 +49,7 @@ class FileTableReader:
                 f"folder {path} holds no CSV or Parquet file (looked for "
                 f"{', '.join(SUFFIXES)}); point at a file or a folder of them"
             )
-        kept = 0  # bytes of small files kept to be parsed without a second read
+        kept = 0  # bytes of small CSV files kept to be parsed without a second read
         files = []
         for relative, location in found:
             file = _table_file(location, relative, keep=kept < _KEEP_BYTES)
@@ -69,7 +69,7 @@ class FileTableReader:
         header: bytes | None = None
         body = bytearray()
         for file in files:
-            if SUFFIXES.get(_suffix(os.path.basename(file.location))) != "csv":
+            if _kind(file.location) != "csv":
                 return None
             data = file.content
             if data is None:
@@ -134,10 +134,15 @@ def _suffix(name: str) -> str:
     return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
+def _kind(location: str) -> str | None:
+    """ "csv" or "parquet" by the file's suffix; None for any other file."""
+    return SUFFIXES.get(_suffix(os.path.basename(location)))
+
+
 def _table_file(location: str, relative: str, keep: bool = False) -> TableFile:
-    """The file at ``location``, stat and hash taken; with ``keep``, a small file's bytes
-    are kept in the answer (read once, for :meth:`FileTableReader.read_together`)."""
-    kind = SUFFIXES.get(_suffix(os.path.basename(location)))
+    """The file at ``location``, stat and hash taken; with ``keep``, a small CSV file's
+    bytes are kept in the answer (read once, for :meth:`FileTableReader.read_together`)."""
+    kind = _kind(location)
     if kind is None:
         raise InvalidInput(
             f"{location} is not a CSV or Parquet file (its suffix is "
@@ -145,17 +150,15 @@ def _table_file(location: str, relative: str, keep: bool = False) -> TableFile:
         )
     content: bytes | None = None
     try:
-        fd = os.open(location, os.O_RDONLY)
-        try:
-            st = os.fstat(fd)  # before hashing: a write during the hash shows as a newer mtime
+        with open(location, "rb", buffering=0) as source:
+            st = os.fstat(source.fileno())  # before hashing: a write shows as a newer mtime
             if st.st_size <= PACK_FILE_BYTES:
-                data = _read_all(fd, st.st_size)
+                data = source.readall()
                 digest = hash_bytes(data).hexdigest
-                content = data if keep else None
+                # only CSV is ever read together (read_together), so only CSV is kept
+                content = data if keep and kind == "csv" else None
             else:
                 digest = hash_large_file(location)
-        finally:
-            os.close(fd)
     except OSError as exc:
         raise InvalidInput(f"cannot read {location}: {exc}") from exc
     read = _csv_batches if kind == "csv" else _parquet_batches
@@ -169,14 +172,6 @@ def _table_file(location: str, relative: str, keep: bool = False) -> TableFile:
         location,
         content,
     )
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    """Every byte of the open file ``fd``, expected to hold about ``size`` bytes."""
-    parts = []
-    while chunk := os.read(fd, max(size, 1 << 16) + 1):
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
