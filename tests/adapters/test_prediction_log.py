@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pytest
 
 from loopml.adapters.prediction_log import ParquetPredictionSink
 from loopml.adapters.prediction_reader import ParquetPredictionReader
-from loopml.adapters.prediction_segments import records_table, write_segment
+from loopml.adapters.prediction_segments import SegmentBuilder, write_segment
 from loopml.bootstrap import build_memory
 from loopml.domain.errors import InvalidInput
 from loopml.domain.predictions import Feedback, PredictionRecord, Route
@@ -279,12 +280,18 @@ def test_records_the_writer_cannot_store_are_rejected_not_raised(
     object.__setattr__(ragged, "rows", 1)
     garbled = record(3)
     object.__setattr__(garbled, "inputs", None)  # not even columns
+    text_version = record(4)
+    object.__setattr__(text_version, "version", "1")  # Parquet's column is int64
+    float_time = record(5)
+    object.__setattr__(float_time, "time_ms", 1.5e12)
     assert sink.submit(bad_name)
     assert sink.submit(ragged)
     assert sink.submit(garbled)
     assert sink.submit(record(2))
+    assert sink.submit(text_version)
+    assert sink.submit(float_time)
     assert sink.flush()
-    assert sink.dropped == 3
+    assert sink.dropped == 5
     assert [r.request_id for r in reader.tail(None, 10)] == ["req-2"]
     assert not (reader.root.parent / "escape").exists()
 
@@ -313,10 +320,57 @@ def test_an_error_that_is_not_the_disk_drops_the_segment_without_retrying(
         sink.close()
 
 
+def segment_table(records: list[PredictionRecord]) -> pa.Table:
+    builder = SegmentBuilder()
+    for r in records:
+        builder.add(r)
+    return builder.table()
+
+
+def test_a_segment_holds_the_union_of_columns_row_by_row() -> None:
+    table = segment_table(
+        [
+            record(0, rows=2, inputs={"a": [1.0, 2.0]}),
+            record(1, inputs={"b": ["x"]}),
+            record(2, inputs={"b": ["y"], "a": [3.0]}),
+        ]
+    )
+    assert table["in.a"].to_pylist() == [1.0, 2.0, None, 3.0]
+    assert table["in.b"].to_pylist() == [None, None, "x", "y"]
+    assert table["request_id"].to_pylist() == ["req-0", "req-0", "req-1", "req-2"]
+    assert table["rows"].to_pylist() == [2, 2, 1, 1]
+    assert table["row"].to_pylist() == [0, 1, 0, 0]
+    assert table["out.label"].to_pylist() == [0, 0, 1, 2]
+    assert table.schema.metadata == {b"loopml.records": b"3"}
+
+
+def test_the_writer_keeps_no_record_objects_while_a_segment_fills(
+    root: Path, reader: ParquetPredictionReader
+) -> None:
+    """Taken records are copied into the segment's columns and let go at once, so they
+    never age into the collector's older generations in a serving process."""
+
+    class Columns(dict[str, list[object]]):  # a dict that can be weakly referenced
+        pass
+
+    sink = ParquetPredictionSink(root, segment_records=1000, segment_seconds=60)
+    try:
+        sent = record(0, inputs=Columns(sepal=[0.5], kind=["a"]))
+        alive = weakref.ref(sent.inputs)
+        assert sink.submit(sent)
+        del sent
+        assert wait_until(lambda: alive() is None)  # no segment written yet, nothing held
+        assert reader.segments("iris") == []
+        assert sink.flush()
+        assert [r.inputs["sepal"] for r in reader.tail("iris", 5)] == [[0.5]]
+    finally:
+        sink.close()
+
+
 def test_mixed_value_types_are_kept_as_json_text() -> None:
-    table = records_table([record(0, inputs={"x": [1]}), record(1, inputs={"x": ["one"]})])
+    table = segment_table([record(0, inputs={"x": [1]}), record(1, inputs={"x": ["one"]})])
     assert table["in.x"].to_pylist() == ["1", '"one"']
-    widened = records_table([record(0, inputs={"x": [1]}), record(1, inputs={"x": [2.5]})])
+    widened = segment_table([record(0, inputs={"x": [1]}), record(1, inputs={"x": [2.5]})])
     assert widened.schema.field("in.x").type == pa.float64()
 
 

@@ -3,7 +3,10 @@
 ``submit`` puts a :class:`~loopml.domain.predictions.PredictionRecord` on a bounded
 ``queue.Queue`` and returns at once (a few microseconds, no I/O, no Arrow); when the queue
 is full it returns False and counts the record as dropped. One background thread drains
-the queue and writes **segments**: one Parquet file per segment, under
+the queue (while a segment fills, every ``GATHER_SECONDS`` rather than once per record),
+copies each record into its segment's columns at once (:class:`SegmentBuilder`: the
+serving process keeps no per-record objects alive) and writes **segments**: one Parquet
+file per segment, under
 ``<workspace>/.loopml/predictions/<deployment>/``, named
 ``<first time_ms>-<last time_ms>-<writer id>-<seq>.parquet`` (13-digit zero-padded
 milliseconds), so a plain listing sorts by time and a reader skips files outside a time
@@ -52,23 +55,20 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loopml.adapters.fsync import fsync_directory
 from loopml.adapters.prediction_segments import (
     STATS_DIR,
+    SegmentBuilder,
     SegmentWriter,
     check_record,
-    records_table,
     segment_name,
     write_json_atomic,
     write_segment,
 )
 from loopml.domain.errors import InvalidInput
 from loopml.domain.predictions import PredictionRecord
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 log = logging.getLogger("loopml.predictions")
 
@@ -80,6 +80,7 @@ class _Flush:
 
 
 _STOP = object()
+GATHER_SECONDS = 0.05  # a writer filling a segment takes new records this often
 
 
 class ParquetPredictionSink:
@@ -119,6 +120,7 @@ class ParquetPredictionSink:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()  # also wakes a writer pausing after a failure
+        self._wake = threading.Event()  # ends a gathering pause at once: flush and close
         self._overflow = 0
         self._rejected = 0
         self._lost = 0
@@ -132,6 +134,7 @@ class ParquetPredictionSink:
         self._persisted: tuple[int, int, int, int] = (0, 0, 0, 0)
         self._next_persist = 0.0
         self._started_ms = 0
+        self._first_at = 0.0  # when the oldest record waiting in the writer was taken
 
     # -- the request path --------------------------------------------------------------
 
@@ -184,6 +187,7 @@ class ParquetPredictionSink:
             self._queue.put(marker, timeout=timeout_s)
         except queue.Full:
             return False
+        self._wake.set()
         return marker.done.wait(max(0.0, deadline - time.monotonic())) and marker.ok
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -197,6 +201,7 @@ class ParquetPredictionSink:
         if thread is None:
             return
         self._stopping.set()
+        self._wake.set()
         with contextlib.suppress(queue.Full):  # a full queue means a busy writer: it sees
             self._queue.put_nowait(_STOP)  # the flag after its current batch
         thread.join(timeout_s)
@@ -223,8 +228,7 @@ class ParquetPredictionSink:
     # -- the writer thread -------------------------------------------------------------
 
     def _run(self) -> None:
-        pending: list[PredictionRecord] = []
-        first_at = 0.0
+        pending: dict[str, SegmentBuilder] = {}  # records taken, not yet stored
         failing = False
         backoff = self._retry_seconds
         while not self._stopping.is_set():
@@ -239,32 +243,50 @@ class ParquetPredictionSink:
                 continue
             wait = self._segment_seconds
             if pending:
-                wait = max(0.0, first_at + self._segment_seconds - time.monotonic())
-            items = self._take(wait, self._segment_records - len(pending))
-            for index, item in enumerate(items):
-                if item is _STOP:
-                    self._stopping.set()
-                elif isinstance(item, _Flush):
-                    failing = not self._seal(pending)
-                    self._persist_counters(force=True)
-                    item.ok = not failing
-                    item.done.set()
-                else:
-                    if not pending:
-                        first_at = time.monotonic()
-                    pending.append(item)
-                    if len(pending) >= self._segment_records:
-                        failing = not self._seal(pending)
-                if failing or self._stopping.is_set():
-                    self._requeue(items[index + 1 :], pending)
-                    break
-            if pending and not failing and time.monotonic() - first_at >= self._segment_seconds:
+                wait = max(0.0, self._first_at + self._segment_seconds - time.monotonic())
+            items = self._take(wait, self._segment_records - _records(pending), bool(pending))
+            failing = not self._handle(items, pending)
+            del items  # the records are copied into ``pending``: let them go now
+            if (
+                pending
+                and not failing
+                and time.monotonic() - self._first_at >= self._segment_seconds
+            ):
                 failing = not self._seal(pending)
             self._persist_counters()
         self._finish(pending)
 
-    def _take(self, wait: float, limit: int) -> list[Any]:
-        """Up to ``limit`` queued items, waiting up to ``wait`` seconds for the first.
+    def _handle(self, items: list[Any], pending: dict[str, SegmentBuilder]) -> bool:
+        """Copy the records taken into ``pending`` and answer flush requests, sealing a
+        full segment; False once a write fails (what is left is requeued)."""
+        for index, item in enumerate(items):
+            ok = True
+            if item is _STOP:
+                self._stopping.set()
+            elif isinstance(item, _Flush):
+                ok = self._seal(pending)
+                self._persist_counters(force=True)
+                item.ok = ok
+                item.done.set()
+            else:
+                if not pending:
+                    self._first_at = time.monotonic()
+                self._add(pending, item)
+                if _records(pending) >= self._segment_records:
+                    ok = self._seal(pending)
+            if not ok or self._stopping.is_set():
+                self._requeue(items[index + 1 :], pending)
+                return ok
+        return True
+
+    def _take(self, wait: float, limit: int, gathering: bool) -> list[Any]:
+        """Up to ``limit`` queued items, waiting up to ``wait`` seconds for them.
+
+        An idle writer (``gathering`` False) blocks on the queue and wakes for the first
+        record. Once a segment is filling, it pauses ``GATHER_SECONDS`` (or until
+        ``flush``/``close``) and then takes what came meanwhile: under load it wakes a
+        few times a second instead of once per record, each wake-up being a thread
+        switch that the serving thread pays for.
 
         Taking a batch under the queue's own lock costs one lock round per batch instead
         of one ``get`` per record. It relies on ``queue.Queue`` keeping its items in the
@@ -272,32 +294,37 @@ class ParquetPredictionSink:
         ``limit`` is the room left in the segment, so records taken plus records waiting
         never exceed ``segment_records``.
         """
-        try:
-            first = self._queue.get(timeout=wait)
-        except queue.Empty:
-            return []
         q = self._queue
+        if gathering:
+            self._wake.wait(min(GATHER_SECONDS, wait))
+            self._wake.clear()
+            first = []
+        else:
+            try:
+                first = [q.get(timeout=wait)]
+            except queue.Empty:
+                return []
         with q.mutex:
-            count = min(max(limit, 1) - 1, len(q.queue))
+            count = min(max(limit, 1) - len(first), len(q.queue))
             rest = [q.queue.popleft() for _ in range(count)]
             if count:
                 q.not_full.notify_all()
-        return [first, *rest]
+        return [*first, *rest]
 
-    def _requeue(self, items: list[Any], pending: list[PredictionRecord]) -> None:
+    def _requeue(self, items: list[Any], pending: dict[str, SegmentBuilder]) -> None:
         """Keep items taken but not handled because the writer began failing or stopping:
         records join ``pending`` (which stays within ``segment_records``: see ``_take``),
         flush requests go back to the front of the queue."""
         for item in items:
             if isinstance(item, PredictionRecord):
-                pending.append(item)
+                self._add(pending, item)
         markers = [i for i in items if not isinstance(i, PredictionRecord)]
         if markers:
             with self._queue.mutex:
                 self._queue.queue.extendleft(reversed(markers))
                 self._queue.not_empty.notify()
 
-    def _finish(self, pending: list[PredictionRecord]) -> None:
+    def _finish(self, pending: dict[str, SegmentBuilder]) -> None:
         """On close: write whatever is queued or waiting, once; count what cannot be."""
         markers: list[_Flush] = []
         while True:
@@ -308,13 +335,14 @@ class ParquetPredictionSink:
             if isinstance(item, _Flush):
                 markers.append(item)
             elif item is not _STOP:
-                pending.append(item)
+                self._add(pending, item)
         if pending and not self._seal(pending):
+            lost = _records(pending)
             with self._lock:
-                self._lost += len(pending)
+                self._lost += lost
             log.error(
                 "prediction log closed with %d records it could not write (%s)",
-                len(pending),
+                lost,
                 self._last_error,
             )
             pending.clear()
@@ -323,28 +351,26 @@ class ParquetPredictionSink:
             marker.ok = self._lost == 0
             marker.done.set()
 
-    def _seal(self, pending: list[PredictionRecord]) -> bool:
+    def _add(self, pending: dict[str, SegmentBuilder], record: PredictionRecord) -> None:
+        """Copy ``record`` into its deployment's segment, or reject (and count) it."""
+        try:
+            check_record(record, self._valid_names)
+        except Exception as exc:  # whatever is wrong with one record must not stop the log
+            self._reject(1, str(exc))
+            return
+        builder = pending.get(record.deployment)
+        if builder is None:
+            builder = pending[record.deployment] = SegmentBuilder()
+        builder.add(record)
+
+    def _seal(self, pending: dict[str, SegmentBuilder]) -> bool:
         """Write ``pending`` as one segment per deployment; keep (in ``pending``) what
         failed to write and return False if anything did."""
-        if not pending:
-            return True
-        groups: dict[str, list[PredictionRecord]] = {}
-        for record in pending:
+        failed: dict[str, SegmentBuilder] = {}
+        for deployment, builder in pending.items():
+            name = segment_name(builder.first_ms, builder.last_ms, self.writer_id, self._seq)
             try:
-                check_record(record, self._valid_names)
-            except Exception as exc:  # whatever is wrong with one record must not stop the log
-                self._reject(1, str(exc))
-                continue
-            groups.setdefault(record.deployment, []).append(record)
-        failed: list[PredictionRecord] = []
-        for deployment, group in groups.items():
-            table, records = self._convert(deployment, group)
-            if table is None:
-                continue
-            first = min(r.time_ms for r in records)
-            last = max(r.time_ms for r in records)
-            name = segment_name(first, last, self.writer_id, self._seq)
-            try:
+                table = builder.table()
                 directory = self._directory(deployment)
                 self._write(directory, name, table)
             except OSError as exc:
@@ -352,39 +378,17 @@ class ParquetPredictionSink:
                     self._errors += 1
                 self._last_error = f"writing {self.root / deployment / name}: {exc}"
                 log.error("prediction log: %s; will retry", self._last_error)
-                failed.extend(records)
+                failed[deployment] = builder
                 continue
             except Exception as exc:  # not the disk (a type Parquet cannot hold): no retry
-                self._reject(len(records), f"cannot store {deployment} records: {exc}")
+                self._reject(builder.records, f"cannot store {deployment} records: {exc}")
                 continue
             self._seq += 1
             self._segments += 1
-            self._written += len(records)
-        pending[:] = failed
+            self._written += builder.records
+        pending.clear()
+        pending.update(failed)
         return not failed
-
-    def _convert(
-        self, deployment: str, records: list[PredictionRecord]
-    ) -> tuple[pa.Table | None, list[PredictionRecord]]:
-        """The segment table of ``records``; if they cannot be converted together, the
-        ones that cannot be converted alone are rejected and the rest kept."""
-        try:
-            return records_table(records), records
-        except Exception:  # find the culprits below: one bad record must not cost all
-            pass
-        good = []
-        for record in records:
-            try:
-                records_table([record])
-            except Exception as exc:
-                self._reject(1, f"cannot convert request {record.request_id}: {exc}")
-                continue
-            good.append(record)
-        try:
-            return (records_table(good) if good else None), good
-        except Exception as exc:  # each converts alone but not together
-            self._reject(len(good), f"cannot convert {deployment} records together: {exc}")
-            return None, []
 
     def _reject(self, count: int, reason: str) -> None:
         with self._lock:
@@ -436,3 +440,7 @@ class ParquetPredictionSink:
             write_json_atomic(directory / f"{self.writer_id}.json", data)
         except OSError as exc:  # the log line above still reports the counts
             log.error("prediction log could not record its loss counters: %s", exc)
+
+
+def _records(pending: dict[str, SegmentBuilder]) -> int:
+    return sum(builder.records for builder in pending.values())

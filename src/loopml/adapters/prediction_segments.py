@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,48 +92,88 @@ def to_arrow_column(values: list[Any]) -> pa.Array:
         )
 
 
-def records_table(records: Sequence[PredictionRecord]) -> pa.Table:
-    """The rows of ``records`` in the segment layout (see the module docstring)."""
-    single = all(r.rows == 1 for r in records)
+class SegmentBuilder:
+    """The columns of one segment, filled record by record.
 
-    def repeat(get: Callable[[PredictionRecord], Any]) -> list[Any]:
-        if single:
-            return [get(r) for r in records]
-        return [v for r in records for v in [get(r)] * r.rows]
+    A record's values are copied into a few long lists the moment the writer takes it, so
+    the writer holds no per-record objects while a segment fills: the request's own dicts
+    and lists die at once instead of living up to ``segment_seconds`` in the garbage
+    collector's young generations, where every collection of the serving process would
+    walk them. Columns are the ordered union of the records' columns, ``None`` where a
+    record had none. ``add`` takes records that passed :func:`check_record`.
+    """
 
-    row_index = [0] * len(records) if single else [i for r in records for i in range(r.rows)]
-    arrays: list[pa.Array] = [
-        pa.array(repeat(lambda r: r.request_id), pa.string()),
-        pa.array(repeat(lambda r: r.time_ms), pa.int64()),
-        pa.array(repeat(lambda r: r.deployment), pa.string()),
-        pa.array(repeat(lambda r: r.model), pa.string()),
-        pa.array(repeat(lambda r: r.version), pa.int64()),
-        pa.array(repeat(lambda r: str(r.route)), pa.string()),
-        pa.array(repeat(lambda r: float(r.latency_ms)), pa.float64()),
-        pa.array(repeat(lambda r: r.rows), pa.int32()),
-        pa.array(row_index, pa.int32()),
-    ]
-    names = list(REQUEST_COLUMNS)
-    for prefix, side in ((INPUT_PREFIX, "inputs"), (OUTPUT_PREFIX, "outputs")):
-        maps: list[Mapping[str, Sequence[Any]]] = [getattr(r, side) for r in records]
-        shapes = {tuple(m) for m in maps}
-        # The usual case, every record with the same columns, skips the ordered union.
-        columns = (
-            next(iter(shapes)) if len(shapes) == 1 else dict.fromkeys(k for m in maps for k in m)
+    def __init__(self) -> None:
+        self.records = 0
+        self.first_ms = self.last_ms = 0
+        self._request: list[list[Any]] = [[] for _ in REQUEST_COLUMNS]
+        self._sides: tuple[dict[str, list[Any]], dict[str, list[Any]]] = ({}, {})
+        self._rows = 0
+
+    def add(self, record: PredictionRecord) -> None:
+        rows = record.rows
+        values = (
+            record.request_id,
+            record.time_ms,
+            record.deployment,
+            record.model,
+            record.version,
+            str(record.route),
+            float(record.latency_ms),
+            rows,
         )
-        for column in columns:
-            if single:
-                values = [m[column][0] if column in m else None for m in maps]
-            else:
-                values = [
-                    v
-                    for m, r in zip(maps, records, strict=True)
-                    for v in (m[column] if column in m else [None] * r.rows)
-                ]
-            arrays.append(to_arrow_column(values))
-            names.append(prefix + column)
-    table = pa.Table.from_arrays(arrays, names=names)
-    return table.replace_schema_metadata({RECORDS_KEY: str(len(records)).encode()})
+        *columns, row_index = self._request
+        if rows == 1:
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+            row_index.append(0)
+        else:
+            for column, value in zip(columns, values, strict=True):
+                column.extend([value] * rows)
+            row_index.extend(range(rows))
+        for side, columns_of_side in zip((record.inputs, record.outputs), self._sides, strict=True):
+            for name, given in side.items():
+                known = columns_of_side.get(name)
+                if known is None:
+                    known = columns_of_side[name] = [None] * self._rows
+                known.extend(given)
+            if len(columns_of_side) != len(side):  # a column this record lacks: nulls
+                for name, known in columns_of_side.items():
+                    if name not in side:
+                        known.extend([None] * rows)
+        if not self.records or record.time_ms < self.first_ms:
+            self.first_ms = record.time_ms
+        if not self.records or record.time_ms > self.last_ms:
+            self.last_ms = record.time_ms
+        self._rows += rows
+        self.records += 1
+
+    def table(self) -> pa.Table:
+        """The segment in the layout of the module docstring."""
+        arrays = [
+            pa.array(values, kind)
+            for values, kind in zip(self._request, _REQUEST_TYPES, strict=True)
+        ]
+        names = list(REQUEST_COLUMNS)
+        for prefix, columns in zip((INPUT_PREFIX, OUTPUT_PREFIX), self._sides, strict=True):
+            for name, values in columns.items():
+                arrays.append(to_arrow_column(values))
+                names.append(prefix + name)
+        table = pa.Table.from_arrays(arrays, names=names)
+        return table.replace_schema_metadata({RECORDS_KEY: str(self.records).encode()})
+
+
+_REQUEST_TYPES = (
+    pa.string(),
+    pa.int64(),
+    pa.string(),
+    pa.string(),
+    pa.int64(),
+    pa.string(),
+    pa.float64(),
+    pa.int32(),
+    pa.int32(),
+)
 
 
 def check_record(record: PredictionRecord, valid_names: set[str]) -> None:
@@ -141,8 +181,25 @@ def check_record(record: PredictionRecord, valid_names: set[str]) -> None:
     if record.deployment not in valid_names:
         validate_identifier("deployment name", record.deployment)
         valid_names.add(record.deployment)
+    fields = (record.request_id, record.model, record.time_ms, record.version, record.rows)
+    kinds = (str, str, int, int, int)
+    if not all(type(v) is k for v, k in zip(fields, kinds, strict=True)) or not isinstance(
+        record.latency_ms, int | float
+    ):
+        raise InvalidInput(
+            f"request {record.request_id!r}: request_id and model must be text, time_ms, "
+            f"version and rows integers and latency_ms a number; got "
+            f"{[type(v).__name__ for v in (*fields, record.latency_ms)]}"
+        )
     rows = {record.rows}
-    for side in (record.inputs, record.outputs):
+    for label, side in (("inputs", record.inputs), ("outputs", record.outputs)):
+        if not isinstance(side, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, list | tuple) for k, v in side.items()
+        ):
+            raise InvalidInput(
+                f"request {record.request_id}: {label} must map column names to lists of "
+                f"values, got {type(side).__name__}"
+            )
         if side and set(map(len, side.values())) != rows:  # one C-level pass per side
             name, values = next((k, v) for k, v in side.items() if len(v) != record.rows)
             raise InvalidInput(
