@@ -345,3 +345,33 @@ def test_canary_answers_are_compared_with_production_off_the_request_path(live: 
     assert live.client.app.prediction_sink.flush()
     routes = {r.route.value for r in live.client.app.predictions.tail("demand", 100)}
     assert routes == {"production", "canary"}  # the comparison calls are not logged
+
+
+def test_plain_estimators_answer_from_a_float_block_pipelines_from_a_frame(live: Live) -> None:
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"temp": rng.random(100), "wind": rng.random(100)})
+    labels = (frame["temp"] > frame["wind"]).astype(int)
+    plain = LogisticRegression().fit(frame, labels)
+    piped = make_pipeline(StandardScaler(), LogisticRegression()).fit(frame, labels)
+    for name, model in (("plain", plain), ("piped", piped)):
+        live.client.register_model(model, name, sample=frame)
+        live.client.app.deployments.create(name, f"models:/{name}/1", "tester")
+    live.wait_for(lambda: {"plain", "piped"} <= set(live.running.server.routes.endpoints))
+    endpoints = live.running.server.routes.endpoints
+    assert endpoints["plain"].production is not None and endpoints["piped"].production is not None
+    assert endpoints["plain"].production.block is not None  # no DataFrame per request
+    assert endpoints["piped"].production.block is None  # steps see the frame, as fitted
+    rows = frame.iloc[:7]
+    for name, model in (("plain", plain), ("piped", piped)):
+        status, body, _ = live.request(
+            "POST", f"/deployments/{name}/predict", {"columns": rows.to_dict("list")}
+        )
+        proba = model.predict_proba(rows)
+        assert status == 200 and body["predictions"] == proba.argmax(axis=1).tolist()
+        assert body["confidence"] == pytest.approx(proba.max(axis=1).tolist(), rel=1e-12)

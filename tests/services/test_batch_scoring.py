@@ -70,8 +70,10 @@ def test_csv_in_parquet_out_holds_the_input_and_the_models_predictions(
     assert table.column_names == ["id", "k", "x", "city", "prediction"]
     assert pq.ParquetFile(out).metadata.num_row_groups == 4  # 70 + 70 + 70 + 40 rows
     assert table.column("id").to_pylist() == list(range(250))
-    np.testing.assert_array_equal(
-        table.column("prediction").to_numpy(), model.predict(data[FEATURES])
+    # Chunks of 70 rows against one call on all 250: BLAS may sum in another order, so
+    # the last bit can differ (seen with numpy 2.4.6 and pandas 3.1.1).
+    np.testing.assert_allclose(
+        table.column("prediction").to_numpy(), model.predict(data[FEATURES]), rtol=1e-12
     )
     assert result.rows == 250 and result.model_version == "models:/demand/1"
     assert (result.engine, result.output) == ("local", out)

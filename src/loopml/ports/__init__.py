@@ -380,6 +380,13 @@ class ModelFlavor(Protocol):
         """Library names and versions that produced the model."""
         ...
 
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        """``model`` in a form that predicts a 2-D float64 array whose columns are
+        ``columns`` in that order exactly as ``model`` predicts the DataFrame of those
+        columns, without the library's per-call DataFrame checks (the server has checked
+        the request against the signature); None where that cannot be guaranteed."""
+        ...
+
 
 class ModelCache(Protocol):
     """Loaded models kept on this machine, by artifact digest, for a faster next load."""

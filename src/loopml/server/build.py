@@ -77,7 +77,7 @@ def create_server(
     def load(mv: ModelVersion) -> object:
         return app.registry.load(mv.uri, trusted=trusted)
 
-    routes = RouteTable(app.deployments, load, warm)
+    routes = RouteTable(app.deployments, load, warm, app.registry.block_model)
     routes.refresh_if_changed(app.audit.head())
     shadow = ShadowWorker()
     sink = app.prediction_sink if log_predictions else None

@@ -41,11 +41,18 @@ def predict(served: Served, columns: Mapping[str, list[Any]]) -> Prediction:
     order = served.columns or tuple(columns)
     if served.all_double:  # one float block: a tenth of the cost of a frame from lists
         block = np.array([columns[name] for name in order], dtype=np.float64).T
+        if served.block is not None:  # the flavor's block model: no DataFrame at all
+            scorer = Scorer(served.block, served.target.uri, order)
+            values, confidence = scorer.predict_features(block, len(block), "this request")
+            return _prediction(values, confidence)
         frame = pd.DataFrame(block, columns=_index(order))
     else:
         frame = pd.DataFrame({name: columns[name] for name in order}, columns=list(order))
     scorer = Scorer(served.model, served.target.uri, order)
-    values, confidence = scorer.predict(frame, "this request")
+    return _prediction(*scorer.predict(frame, "this request"))
+
+
+def _prediction(values: np.ndarray, confidence: np.ndarray | None) -> Prediction:
     return Prediction(_json_values(values), None if confidence is None else confidence.tolist())
 
 

@@ -35,6 +35,8 @@ class Served:
     version: ModelVersion
     model: Any
     columns: tuple[str, ...]  # input column order (the signature's), () if unknown
+    # The model taking a float block of ``columns`` (ModelFlavor.block_model), or None.
+    block: Any = None
 
     @property
     def signature(self) -> Signature | None:
@@ -64,10 +66,12 @@ class RouteTable:
         deployments: DeploymentService,
         load: Callable[[ModelVersion], Any],
         warm: Callable[[Served], None] | None = None,
+        block: Callable[[ModelVersion, Any], Any] | None = None,
     ) -> None:
         self.deployments = deployments
         self.load = load
         self.warm = warm
+        self.block = block
         self.endpoints: Mapping[str, Endpoint] = MappingProxyType({})
         self.ready = False
         self.generation = 0
@@ -94,7 +98,9 @@ class RouteTable:
                     if found is None:
                         try:
                             mv = registry.store.get_version(target.model, target.version)
-                            found = Served(target, mv, self.load(mv), _columns(mv))
+                            model = self.load(mv)
+                            block = None if self.block is None else self.block(mv, model)
+                            found = Served(target, mv, model, _columns(mv), block)
                             if self.warm is not None:
                                 self.warm(found)
                         except Exception:  # a bad version must not stop the rest

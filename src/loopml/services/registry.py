@@ -290,6 +290,15 @@ class RegistryService:
             cache.put(mv.artifact.digest, model)
         return model
 
+    def block_model(self, mv: ModelVersion, model: object) -> object | None:
+        """``model`` (loaded from ``mv``) in the form that predicts a float block of the
+        signature's inputs, in order, as it predicts their DataFrame; None if its flavor
+        cannot guarantee that (:meth:`loopml.ports.ModelFlavor.block_model`)."""
+        if mv.signature is None or not mv.signature.inputs:
+            return None
+        columns = tuple(column.name for column in mv.signature.inputs)
+        return self.flavors.get(mv.flavor).block_model(model, columns)
+
     # lifecycle ---------------------------------------------------------------------------
     def transition(
         self,

@@ -73,6 +73,13 @@ class Scorer:
         # Selecting columns copies the frame (about 0.3 ms for one row): skip it when the
         # frame already holds exactly the model's columns in order (the server's case).
         features = frame[wanted] if wanted and list(frame.columns) != wanted else frame
+        return self.predict_features(features, len(frame), where)
+
+    def predict_features(
+        self, features: Any, rows: int, where: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict` on ``features`` as the model takes them (a DataFrame of its
+        columns, or a float block for a flavor's block model) holding ``rows`` rows."""
         try:
             if self.classifier:
                 proba = np.asarray(self.model.predict_proba(features))
@@ -88,10 +95,10 @@ class Scorer:
             ) from exc
         if values.ndim == 2 and values.shape[1] == 1:
             values = values[:, 0]
-        if values.ndim != 1 or len(values) != len(frame):
+        if values.ndim != 1 or len(values) != rows:
             raise InvalidInput(
                 f"{self.uri} returned predictions of shape {values.shape} for "
-                f"{len(frame)} rows of {where}; batch scoring writes one value per row"
+                f"{rows} rows of {where}; batch scoring writes one value per row"
             )
         return values, confidence
 

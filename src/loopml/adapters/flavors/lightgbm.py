@@ -91,6 +91,11 @@ class LightGBMFlavor:
             ) from exc
         return LightGBMModel(booster)
 
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        # LightGBM maps pandas categories by dtype; a plain block would lose them, so
+        # requests keep the DataFrame.
+        return None
+
     def describe(self, model: object) -> dict[str, str]:
         import lightgbm
 

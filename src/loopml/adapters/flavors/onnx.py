@@ -141,6 +141,11 @@ class OnnxFlavor:
             ) from exc
         return OnnxModel(session)
 
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        """The loaded :class:`OnnxModel` itself: it turns a frame into the same array the
+        block already is (its columns in order, cast to the input's dtype)."""
+        return model if isinstance(model, OnnxModel) else None
+
     def describe(self, model: object) -> dict[str, str]:
         import onnx
 

@@ -67,6 +67,10 @@ class PythonFunctionFlavor:
                 f"with must be importable here"
             ) from exc
 
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        # arbitrary Python code: nothing is known about what it does with the frame.
+        return None
+
     def describe(self, model: object) -> dict[str, str]:
         import cloudpickle
 

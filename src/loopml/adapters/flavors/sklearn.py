@@ -18,6 +18,7 @@ and ``loopml repro`` can compare models byte for byte.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import re
@@ -73,6 +74,54 @@ def canonical_skops(data: bytes) -> bytes:
             info.external_attr = 0o644 << 16
             out.writestr(info, entries[name])
     return sink.getvalue()
+
+
+# Estimator families whose predict() converts its input to a float array and uses nothing
+# else of a DataFrame: linear models, trees and forests, gradient boosting, neighbours,
+# SVMs, naive Bayes, discriminant analysis, kernel ridge, MLPs.
+_BLOCK_FAMILIES = frozenset(
+    f"sklearn.{family}"
+    for family in (
+        "linear_model",
+        "tree",
+        "ensemble._forest",
+        "ensemble._gb",
+        "ensemble._hist_gradient_boosting",
+        "neighbors",
+        "svm",
+        "naive_bayes",
+        "discriminant_analysis",
+        "kernel_ridge",
+        "neural_network",
+    )
+)
+# Attributes of estimators that route columns by name or hold other estimators' steps.
+_COMPOSITE_PARTS = ("steps", "transformers", "transformer_list", "estimators")
+
+
+def _in_family(module: str) -> bool:
+    """True for a module of :data:`_BLOCK_FAMILIES` or below one."""
+    parts = module.split(".")
+    return any(".".join(parts[:n]) in _BLOCK_FAMILIES for n in range(2, len(parts) + 1))
+
+
+def _fitted_on_frames(value: Any, depth: int) -> bool:
+    """True if ``value`` holds, within ``depth`` levels, an estimator fitted on a DataFrame:
+    given a block, it would warn about missing feature names on every call."""
+    if depth < 0:
+        return False
+    if hasattr(value, "feature_names_in_"):
+        return True
+    if isinstance(value, dict):
+        return any(_fitted_on_frames(v, depth - 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_fitted_on_frames(v, depth - 1) for v in value)
+    if getattr(getattr(value, "dtype", None), "kind", "") == "O":  # arrays of estimators
+        return any(_fitted_on_frames(v, depth - 1) for v in value.ravel())
+    module = type(value).__module__
+    if module.startswith("sklearn.") and hasattr(value, "__dict__"):
+        return _fitted_on_frames(vars(value), depth - 1)
+    return False
 
 
 def _comes_from_sklearn(model: object) -> bool:
@@ -142,6 +191,28 @@ class SklearnFlavor:
                 f"cannot rebuild the model stored in {path} ({type(exc).__name__}: {exc}); "
                 f"the file may be corrupt or written by an incompatible scikit-learn"
             ) from exc
+
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        """A shallow copy of ``model`` without ``feature_names_in_``, for estimators that
+        turn a DataFrame into its float block and nothing else (see :data:`_BLOCK_FAMILIES`).
+
+        scikit-learn spends about 0.4 ms per call on a DataFrame (dtype checks, feature
+        names through narwhals) before arithmetic that takes microseconds on one row. The
+        copy shares every fitted array; it still checks the number of columns. Only a
+        model fitted on exactly ``columns`` in this order, from a plain estimator family,
+        with no fitted part that was itself fitted on a DataFrame, gets one."""
+        module = type(model).__module__
+        if not _in_family(module) or any(hasattr(model, part) for part in _COMPOSITE_PARTS):
+            return None
+        names = getattr(model, "feature_names_in_", None)
+        if names is None or tuple(names) != columns:
+            return None
+        fitted = {k: v for k, v in vars(model).items() if k != "feature_names_in_"}
+        if _fitted_on_frames(fitted, depth=3):
+            return None
+        twin = copy.copy(model)
+        delattr(twin, "feature_names_in_")
+        return twin
 
     def describe(self, model: object) -> dict[str, str]:
         import sklearn

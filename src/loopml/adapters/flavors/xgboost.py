@@ -89,6 +89,11 @@ class XGBoostFlavor:
             ) from exc
         return XGBoostModel(booster)
 
+    def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
+        # XGBoost checks the booster's own feature names on every call: a block without
+        # names is refused, so requests keep the DataFrame.
+        return None
+
     def describe(self, model: object) -> dict[str, str]:
         import xgboost
 
