@@ -107,6 +107,7 @@ class SegmentBuilder:
         self.records = 0
         self.first_ms = self.last_ms = 0
         self._request: list[list[Any]] = [[] for _ in REQUEST_COLUMNS]
+        *self._repeated, self._row_index = self._request  # the same lists, split once
         self._sides: tuple[dict[str, list[Any]], dict[str, list[Any]]] = ({}, {})
         self._rows = 0
 
@@ -122,15 +123,14 @@ class SegmentBuilder:
             float(record.latency_ms),
             rows,
         )
-        *columns, row_index = self._request
         if rows == 1:
-            for column, value in zip(columns, values, strict=True):
+            for column, value in zip(self._repeated, values, strict=True):
                 column.append(value)
-            row_index.append(0)
+            self._row_index.append(0)
         else:
-            for column, value in zip(columns, values, strict=True):
+            for column, value in zip(self._repeated, values, strict=True):
                 column.extend([value] * rows)
-            row_index.extend(range(rows))
+            self._row_index.extend(range(rows))
         for side, columns_of_side in zip((record.inputs, record.outputs), self._sides, strict=True):
             for name, given in side.items():
                 known = columns_of_side.get(name)

@@ -318,7 +318,7 @@ class _Cutter:
         for pack in _packs(files):
             rest = pack
             if self.profile is None:  # the first file says the columns
-                yield from self._file(pack[0])
+                yield from self._cut(pack[0].batches(), pack[0].path)
                 rest = pack[1:]
             table = (
                 self.reader.read_together(rest, self.profile.schema)
@@ -327,12 +327,9 @@ class _Cutter:
             )
             if table is None:
                 for file in rest:
-                    yield from self._file(file)
+                    yield from self._cut(file.batches(), file.path)
             else:
                 yield from self._cut(table.to_batches(), rest[0].path)
-
-    def _file(self, file: TableFile) -> Iterator[Cut]:
-        yield from self._cut(file.batches(), file.path)
 
     def _cut(self, batches: Iterable[pa.RecordBatch], path: str) -> Iterator[Cut]:
         offset = 0

@@ -95,33 +95,12 @@ _BLOCK_FAMILIES = frozenset(
         "neural_network",
     )
 )
-# Attributes of estimators that route columns by name or hold other estimators' steps.
-_COMPOSITE_PARTS = ("steps", "transformers", "transformer_list", "estimators")
 
 
 def _in_family(module: str) -> bool:
     """True for a module of :data:`_BLOCK_FAMILIES` or below one."""
     parts = module.split(".")
     return any(".".join(parts[:n]) in _BLOCK_FAMILIES for n in range(2, len(parts) + 1))
-
-
-def _fitted_on_frames(value: Any, depth: int) -> bool:
-    """True if ``value`` holds, within ``depth`` levels, an estimator fitted on a DataFrame:
-    given a block, it would warn about missing feature names on every call."""
-    if depth < 0:
-        return False
-    if hasattr(value, "feature_names_in_"):
-        return True
-    if isinstance(value, dict):
-        return any(_fitted_on_frames(v, depth - 1) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_fitted_on_frames(v, depth - 1) for v in value)
-    if getattr(getattr(value, "dtype", None), "kind", "") == "O":  # arrays of estimators
-        return any(_fitted_on_frames(v, depth - 1) for v in value.ravel())
-    module = type(value).__module__
-    if module.startswith("sklearn.") and hasattr(value, "__dict__"):
-        return _fitted_on_frames(vars(value), depth - 1)
-    return False
 
 
 def _comes_from_sklearn(model: object) -> bool:
@@ -199,16 +178,13 @@ class SklearnFlavor:
         scikit-learn spends about 0.4 ms per call on a DataFrame (dtype checks, feature
         names through narwhals) before arithmetic that takes microseconds on one row. The
         copy shares every fitted array; it still checks the number of columns. Only a
-        model fitted on exactly ``columns`` in this order, from a plain estimator family,
-        with no fitted part that was itself fitted on a DataFrame, gets one."""
-        module = type(model).__module__
-        if not _in_family(module) or any(hasattr(model, part) for part in _COMPOSITE_PARTS):
+        model of a plain estimator family (whose parts, such as a forest's trees, are
+        fitted on arrays) fitted on exactly ``columns`` in this order gets one; pipelines,
+        column transformers and meta-estimators live in other modules."""
+        if not _in_family(type(model).__module__):
             return None
         names = getattr(model, "feature_names_in_", None)
         if names is None or tuple(names) != columns:
-            return None
-        fitted = {k: v for k, v in vars(model).items() if k != "feature_names_in_"}
-        if _fitted_on_frames(fitted, depth=3):
             return None
         twin = copy.copy(model)
         delattr(twin, "feature_names_in_")
