@@ -133,6 +133,37 @@ def test_low_cardinality_integers_stay_exact_however_many_rows() -> None:
     assert column.bin_counts == tuple(np.bincount(bins, minlength=len(column.bin_edges) + 1))
 
 
+def test_floats_taking_few_values_are_exact_like_numpy_whichever_way_they_are_counted() -> None:
+    # Rounded measurements: a batch whose first values repeat is tallied by hashing, one
+    # whose first values differ is sorted; both must give numpy's exact answers, with -0.0
+    # and 0.0 one value and infinities values.
+    rng = np.random.default_rng(21)
+    grid = np.round(rng.normal(20, 8, 300_000), 0)
+    grid[rng.choice(grid.size, 500, replace=False)] = -0.0
+    grid[rng.choice(grid.size, 7, replace=False)] = np.inf
+    varied_start = np.concatenate([rng.normal(size=1_024), grid[:20_000]])
+    for values in (grid, varied_start):
+        column = build(pa.table({"t": values}), parts=2).get_column("t")
+        assert column.quantiles_exact and column.distinct_exact
+        assert column.distinct == np.unique(values).size  # np.unique also merges the zeros
+        assert column.quantiles == percentiles(values)
+        assert (column.count, column.min, column.max) == (values.size, values.min(), values.max())
+        bins = np.searchsorted(column.bin_edges, values, side="right")
+        assert column.bin_counts == tuple(np.bincount(bins, minlength=len(column.bin_edges) + 1))
+
+
+def test_floats_that_repeat_at_first_and_vary_later_are_still_summarised_right() -> None:
+    # The first values decide how a window is counted: a column that turns out varied
+    # after them is tallied by hashing anyway, and its sketch must stay within bounds.
+    rng = np.random.default_rng(22)
+    values = np.concatenate([np.full(2_000, 1.5), rng.normal(size=200_000)])
+    column = build(pa.table({"x": values})).get_column("x")
+    assert not column.distinct_exact
+    assert column.distinct == pytest.approx(np.unique(values).size, rel=0.025)
+    assert rank_error(column.quantiles, values) <= 0.001
+    assert (column.count, column.min, column.max) == (values.size, values.min(), values.max())
+
+
 # --- merging ------------------------------------------------------------------------------
 
 # Magnitudes whose squares overflow float64 (beyond ~1e154) make mean/std None, at a point

@@ -45,6 +45,7 @@ Array = npt.NDArray[Any]
 _NO_KEYS = pa.nulls(0, pa.large_string())
 _NO_COUNTS: Array = np.zeros(0, dtype=np.int64)
 _NO_COUNTS.flags.writeable = False
+_PROBE = 1024  # values looked at to judge whether a float column repeats
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +314,7 @@ class NumericAccumulator(ColumnAccumulator):
                 finite = values[~inf]
                 total = float(np.sum(finite))
             self._add_moments(finite.size, total, finite)
-        if values.size and not self._add_small_range(values):
+        if values.size and not self._add_small_range(values) and not self._add_repeated(values):
             self._add_sorted(_sorted(values))
 
     def merge(self, other: ColumnAccumulator) -> None:
@@ -405,15 +406,41 @@ class NumericAccumulator(ColumnAccumulator):
             return False
         tally = np.bincount((values - low).astype(np.intp))
         present = np.flatnonzero(tally)
-        distinct, counts = present.astype(values.dtype) + low, tally[present]
-        self.count += int(values.size)
-        self._extend_range(low.item(), high.item())
+        self._add_tally(present.astype(values.dtype) + low, tally[present])
+        return True
+
+    def _add_repeated(self, values: Array) -> bool:
+        """Count floats that take few distinct values (measurements rounded to a grid,
+        scores, prices) by hashing them, about 4x cheaper than a sort. Whether they do is
+        judged on the first :data:`_PROBE` values, then on the tally: a column that turns
+        out varied after all is sorted instead (weighted adds of many distinct values
+        would give the quantile sketch levels that cost it accuracy), at about 3.5x the
+        cost of the sort alone.
+
+        Returns False, having done nothing, when the shortcut does not apply.
+        """
+        if values.dtype.kind != "f" or values.size < 4 * _PROBE:
+            return False
+        if len(pc.unique(pa.array(values[:_PROBE]))) > _PROBE // 16:
+            return False
+        # + 0.0 turns -0.0 into 0.0: one value, as for the sort, where they compare equal
+        tally = pc.value_counts(pa.array(values + 0.0))
+        if len(tally) > values.size // 16:
+            return False
+        distinct = tally.field("values").to_numpy()
+        order = np.argsort(distinct)
+        self._add_tally(distinct[order], tally.field("counts").to_numpy()[order])
+        return True
+
+    def _add_tally(self, distinct: Array, counts: Array) -> None:
+        """Add values given as their distinct values, in ascending order, and counts."""
+        self.count += int(counts.sum())
+        self._extend_range(distinct[0].item(), distinct[-1].item())
         if self.sketch is None:
             self._add_counts(distinct, counts)  # becomes a sketch past the exact limit
         else:
             self.sketch.quantiles.add_weighted(distinct, counts)
             self.sketch.distinct.add_numbers(distinct)
-        return True
 
     def _add_sorted(self, ordered: Array) -> None:
         self.count += int(ordered.size)
