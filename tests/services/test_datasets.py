@@ -62,6 +62,35 @@ def test_identical_content_returns_the_existing_version_and_stores_nothing(
     assert len(blobs.objects) == stored
 
 
+def test_chunks_use_dictionaries_where_values_repeat_and_plain_values_elsewhere(
+    blobs: MemoryBlobStore, tmp_path: Path
+) -> None:
+    rows = 4_096
+    rng = np.random.default_rng(0)
+    table = pa.table(
+        {
+            "hour": rng.integers(0, 24, rows),  # a short range: a dictionary pays
+            "id": np.arange(rows) * 7_919,  # distinct: a dictionary costs 2x, then falls back
+            "temp": rng.normal(size=rows),
+            "city": rng.choice(["lyon", "oslo"], rows),
+            "ok": rng.random(rows) < 0.5,  # booleans: packed in bits, no dictionary
+            "small": rng.integers(0, 3, rows).astype(np.int8),
+        }
+    )
+    store = MemoryDatasetStore(MemoryDatabase())
+    service = DatasetService(store, blobs, FileTableReader(), StatIndex(tmp_path), _Clock())
+    added = service.add_table("t", table, "ana")
+    [chunk] = service.manifest(added.version).chunks
+    meta = pq.ParquetFile(pa.BufferReader(blobs.get_bytes(chunk.digest))).metadata.row_group(0)
+    dictionary = {
+        meta.column(i).path_in_schema
+        for i in range(meta.num_columns)
+        if "RLE_DICTIONARY" in meta.column(i).encodings
+    }
+    assert dictionary == {"hour", "city", "small"}
+    assert service.read("t@1").equals(table)
+
+
 def test_appending_rows_stores_only_the_new_chunks(
     service: DatasetService, blobs: MemoryBlobStore, tmp_path: Path
 ) -> None:
