@@ -17,11 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from custom_estimators import SlowMean
 from loopml.bootstrap import Loopml, init_workspace
 from loopml.client import Client
 from loopml.domain.errors import InvalidInput, NotFound
 from loopml.domain.tracking import DatasetRef, Run, RunStatus
 from loopml.services.batch_scoring import EXPERIMENT, TAG_MODEL_VERSION, TAG_OUTPUT_DATASET
+from loopml.stats.batches import cores
 
 FEATURES = ["x", "k"]
 
@@ -267,6 +269,32 @@ def _runs(app: Loopml) -> list[Run]:
 
 def _left_behind(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+# several chunks at once ----------------------------------------------------------------------
+@pytest.mark.parametrize(("flavor", "at_once"), [("sklearn", cores()), ("python_function", 1)])
+def test_a_slow_model_predicts_several_chunks_at_once_where_its_flavor_allows(
+    client: Client, train: pd.DataFrame, tmp_path: Path, flavor: str, at_once: int
+) -> None:
+    model = SlowMean(seconds=0.02).fit(train[FEATURES], train["x"])
+    mv = client.register_model(
+        model, "slow", sample=train[FEATURES].head(5), flavor=flavor, trusted=True
+    )
+    data = _frame(300)
+    data.to_parquet(tmp_path / "in.parquet")
+    SlowMean.most_at_once = 0
+    client.app.batch_scoring.score(
+        mv.uri,
+        tmp_path / "in.parquet",
+        tmp_path / "o.parquet",
+        actor="a",
+        chunk_rows=20,  # 15 chunks of 20 ms each
+        trusted=True,
+    )
+    assert SlowMean.most_at_once == at_once
+    scored = pq.read_table(tmp_path / "o.parquet")
+    assert scored.column("id").to_pylist() == list(range(300))  # in order
+    assert scored.column("prediction").to_pylist() == [model.mean_] * 300
 
 
 @pytest.mark.parametrize("engine", ["local", "dask"])

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from loopml.stats.batches import cores, map_ordered
+from loopml.stats.batches import cores, map_ordered, map_widening
 
 
 def test_results_come_in_the_order_of_the_items_whatever_finishes_first() -> None:
@@ -96,6 +96,81 @@ def test_closing_stops_the_threads_and_closes_the_items() -> None:
     results.close()
     assert closed.is_set()
     assert not [t for t in threading.enumerate() if t.name.startswith("loopml-closing")]
+
+
+# map_widening ------------------------------------------------------------------------------
+def test_a_slow_function_widens_to_the_most_and_keeps_the_order() -> None:
+    widths: list[int] = []
+    running = 0
+    most_running = 0
+    lock = threading.Lock()
+
+    def slow(n: int, width: int) -> int:
+        nonlocal running, most_running
+        widths.append(width)
+        with lock:
+            running += 1
+            most_running = max(most_running, running)
+        time.sleep(0.02 if n % 2 else 0.01)  # sleeps release the GIL, like Arrow and numpy
+        with lock:
+            running -= 1
+        return n * n
+
+    started = time.perf_counter()
+    assert list(map_widening(slow, range(24), 3, "t")) == [n * n for n in range(24)]
+    assert widths[0] == 1 and max(widths) == 3 and most_running == 3
+    assert time.perf_counter() - started < 24 * 0.015 / 1.5  # one at a time would take 0.36 s
+
+
+def test_a_slow_caller_keeps_the_work_to_one_item_beside_it() -> None:
+    widths: list[int] = []
+
+    def cheap(n: int, width: int) -> int:
+        widths.append(width)
+        return n
+
+    for _ in map_widening(cheap, range(12), 4, "t"):
+        time.sleep(0.01)  # the caller is the slower side: more threads would not help it
+    assert set(widths) == {1}
+
+
+def test_the_width_narrows_again_when_the_caller_becomes_the_slower_side() -> None:
+    widths: list[int] = []
+
+    def work(n: int, width: int) -> int:
+        widths.append(width)
+        time.sleep(0.01 if n < 10 else 0)
+        return n
+
+    for n in map_widening(work, range(30), 4, "t"):
+        if n >= 10:
+            time.sleep(0.01)
+    assert max(widths[:12]) > 1 and widths[-5:] == [1] * 5
+
+
+def test_widening_raises_an_error_at_its_items_turn_and_leaves_no_thread() -> None:
+    started: list[int] = []
+    closed = threading.Event()
+
+    def items() -> Iterator[int]:
+        try:
+            yield from range(1000)
+        finally:
+            closed.set()
+
+    def fail_at_five(n: int, width: int) -> int:
+        started.append(n)
+        time.sleep(0.002)
+        if n == 5:
+            raise ValueError("five")
+        return n
+
+    results = map_widening(fail_at_five, items(), 2, "loopml-widening")
+    assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="five"):
+        next(results)
+    assert max(started) < 10 and closed.is_set()
+    assert not [t for t in threading.enumerate() if t.name.startswith("loopml-widening")]
 
 
 def test_cores_counts_what_this_process_may_use() -> None:

@@ -42,9 +42,8 @@ def predict(served: Served, columns: Mapping[str, list[Any]]) -> Prediction:
     if served.all_double:  # one float block: a tenth of the cost of a frame from lists
         block = np.array([columns[name] for name in order], dtype=np.float64).T
         if served.block is not None:  # the flavor's block model: no DataFrame at all
-            scorer = Scorer(served.block, served.target.uri, order)
-            values, confidence = scorer.predict_features(block, len(block), "this request")
-            return _prediction(values, confidence)
+            scorer = Scorer(served.model, served.target.uri, order, served.block)
+            return _prediction(*scorer.predict_block(block, "this request"))
         frame = pd.DataFrame(block, columns=_index(order))
     else:
         frame = pd.DataFrame({name: columns[name] for name in order}, columns=list(order))

@@ -47,6 +47,7 @@ from typing import Any, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from threadpoolctl import ThreadpoolController
 
 from loopml.domain.datasets import DatasetVersion
 from loopml.domain.errors import InvalidInput, NotFound
@@ -59,7 +60,7 @@ from loopml.services.datasets import AddResult, DatasetService
 from loopml.services.registry import RegistryService
 from loopml.services.scoring import Scorer
 from loopml.services.tracking import TrackingService
-from loopml.stats.batches import rechunk
+from loopml.stats.batches import cores, map_widening, rechunk
 
 DEFAULT_CHUNK_ROWS = 65_536
 EXPERIMENT = "batch-scoring"
@@ -147,7 +148,8 @@ class BatchScoringService:
         _check_output(output, source)
         mv = self.registry.resolve(uri)
         name = validate_identifier("dataset name", dataset_name or f"{mv.model}-predictions")
-        scorer = Scorer.of(mv, self.registry.load(mv.uri, trusted=trusted))
+        model = self.registry.load(mv.uri, trusted=trusted)
+        scorer = Scorer.of(mv, model, self.registry.block_model(mv, model))
         if source.dataset is not None:
             scorer.check([c.name for c in source.dataset.columns], source.dataset.ref)
         run = self._start_run(mv, uri, source, output, engine, chunk_rows)
@@ -164,7 +166,8 @@ class BatchScoringService:
                         workers=workers,
                     )
                 else:
-                    tables = _pipeline(_chunks(source, scorer, chunk_rows), scorer)
+                    concurrent = self.registry.concurrent_predict(mv)
+                    tables = _pipeline(_chunks(source, scorer, chunk_rows), scorer, concurrent)
                 added, rows = self._write_and_record(name, output, tables, actor, message, progress)
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
@@ -371,16 +374,30 @@ def _same_schema(first: pa.Schema | None, schema: pa.Schema, where: str) -> pa.S
 
 
 # threads -----------------------------------------------------------------------------
-def _pipeline(chunks: Iterator[tuple[str, pa.Table]], scorer: Scorer) -> Iterator[pa.Table]:
-    """The scored chunks, in order: read on one thread, predicted on another."""
+def _pipeline(
+    chunks: Iterator[tuple[str, pa.Table]], scorer: Scorer, concurrent: bool
+) -> Iterator[pa.Table]:
+    """The scored chunks, in order: read on one thread, predicted on others.
+
+    A model whose flavor allows it (``concurrent``) predicts up to one chunk per core at
+    once when the model is what the rest waits for (:func:`map_widening`); its library's
+    own OpenMP threads are then shared out, ``cores // chunks in work`` each, so that a
+    model that predicts on every core (gradient boosting) does not run twice as many
+    threads as cores. Several chunks at once beat one chunk on every core: each chunk's
+    rows go to one thread with no hand-over between the cores."""
+    most = cores() if concurrent else 1
+    openmp = ThreadpoolController() if most > 1 else None
+
+    def score(item: tuple[str, pa.Table], width: int) -> pa.Table:
+        where, table = item
+        if openmp is None or width == 1:
+            return scorer.score_table(table, where)
+        with openmp.limit(limits=max(most // width, 1), user_api="openmp"):
+            return scorer.score_table(table, where)
 
     def predicted() -> Iterator[pa.Table]:
         read = _prefetch(chunks, "loopml-score-read")
-        try:
-            for where, table in read:
-                yield scorer.score_table(table, where)
-        finally:
-            _close(read)
+        yield from map_widening(score, read, most, "loopml-score-model")
 
     return _prefetch(predicted(), "loopml-score-predict")
 

@@ -299,6 +299,11 @@ class RegistryService:
         columns = tuple(column.name for column in mv.signature.inputs)
         return self.flavors.get(mv.flavor).block_model(model, columns)
 
+    def concurrent_predict(self, mv: ModelVersion) -> bool:
+        """Whether one loaded model of ``mv`` may predict on several threads at once
+        (:attr:`loopml.ports.ModelFlavor.concurrent_predict`)."""
+        return self.flavors.get(mv.flavor).concurrent_predict
+
     # lifecycle ---------------------------------------------------------------------------
     def transition(
         self,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from loopml.domain.errors import InvalidInput
 from loopml.domain.registry import ModelVersion
@@ -31,11 +32,14 @@ class Scorer:
     model: Any
     uri: str  # models:/NAME/VERSION, for messages
     columns: tuple[str, ...]  # the signature's inputs, in order; () = every input column
+    # The flavor's block model (RegistryService.block_model): the same answers from a
+    # float block of ``columns`` as ``model`` gives from their DataFrame, None if none.
+    block: Any = None
 
     @classmethod
-    def of(cls, mv: ModelVersion, model: Any) -> Scorer:
+    def of(cls, mv: ModelVersion, model: Any, block: Any = None) -> Scorer:
         columns = () if mv.signature is None else tuple(c.name for c in mv.signature.inputs)
-        return cls(model, mv.uri, columns)
+        return cls(model, mv.uri, columns, block if columns else None)
 
     @property
     def classifier(self) -> bool:
@@ -75,19 +79,25 @@ class Scorer:
         features = frame[wanted] if wanted and list(frame.columns) != wanted else frame
         return self.predict_features(features, len(frame), where)
 
+    def predict_block(self, block: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`predict` on a float block of the signature's columns, in order, through
+        the block model (which must be set)."""
+        return self.predict_features(block, len(block), where, self.block)
+
     def predict_features(
-        self, features: Any, rows: int, where: str
+        self, features: Any, rows: int, where: str, model: Any = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`predict` on ``features`` as the model takes them (a DataFrame of its
-        columns, or a float block for a flavor's block model) holding ``rows`` rows."""
+        """:meth:`predict` on ``features`` as ``model`` (this scorer's, unless given)
+        takes them, holding ``rows`` rows."""
+        model = self.model if model is None else model
         try:
             if self.classifier:
-                proba = np.asarray(self.model.predict_proba(features))
+                proba = np.asarray(model.predict_proba(features))
                 best = proba.argmax(axis=1)
-                values = np.asarray(self.model.classes_)[best]
+                values = np.asarray(model.classes_)[best]
                 confidence: np.ndarray | None = proba[np.arange(len(best)), best]
             else:
-                values, confidence = np.asarray(self.model.predict(features)), None
+                values, confidence = np.asarray(model.predict(features)), None
         except Exception as exc:  # the model's own error, whatever its library
             raise InvalidInput(
                 f"{self.uri} failed on {where}: {type(exc).__name__}: {exc}; check that the "
@@ -106,10 +116,40 @@ class Scorer:
         """``table`` with the output columns appended (only the model's columns are
         converted to pandas; the others pass through as Arrow)."""
         features = table.select(list(self.columns)) if self.columns else table
-        values, confidence = self.predict(features.to_pandas(), where)
+        block = None if self.block is None else float_block(features)
+        if block is not None:
+            values, confidence = self.predict_block(block, where)
+        else:
+            values, confidence = self.predict(features.to_pandas(), where)
         for name, array in prediction_arrays(values, confidence).items():
             table = table.append_column(name, array)
         return table
+
+
+_EXACT = 2**53  # integers up to this size are exact as float64
+
+
+def float_block(table: pa.Table) -> np.ndarray | None:
+    """``table``'s columns as the float64 block pandas makes of its DataFrame (the same
+    values, in the same column-major layout), or None unless that block is exactly what
+    a model would get from the DataFrame: at least one float64 column, the others float64
+    or integers without nulls that float64 holds exactly. Anything else (text, booleans,
+    float32, integers only, huge integers) keeps the DataFrame."""
+    types = [f.type for f in table.schema]
+    if not any(pa.types.is_float64(t) for t in types):
+        return None
+    for column, kind in zip(table.columns, types, strict=True):
+        if pa.types.is_float64(kind):
+            continue
+        if not pa.types.is_integer(kind) or column.null_count:
+            return None
+        low, high = pc.min_max(column).values()
+        if low.is_valid and max(-low.as_py(), high.as_py()) > _EXACT:
+            return None
+    block = np.empty((table.num_columns, table.num_rows), dtype=np.float64)
+    for row, column in zip(block, table.columns, strict=True):
+        row[:] = column.to_numpy()
+    return block.T
 
 
 def prediction_arrays(values: np.ndarray, confidence: np.ndarray | None) -> dict[str, pa.Array]:

@@ -9,7 +9,9 @@ processed one after the other.
 
 from __future__ import annotations
 
+import itertools
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -90,6 +92,49 @@ def map_ordered(
             yield pending.popleft()[0].result()
     finally:
         for future, _ in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        _close(items)
+
+
+def map_widening(
+    function: Callable[[T, int], R], items: Iterable[T], most: int, name: str
+) -> Generator[R, None, None]:
+    """``function(item, width)`` of each item, yielded in the order of ``items``, with up
+    to ``width`` items in work at once on threads named ``name``; ``width`` adapts.
+
+    It starts at one (the next item is worked on while the caller handles a result). After
+    each result, whichever side waited longer is the slower one: if this generator waited
+    for the result longer than the caller took to ask for the next one, ``width`` grows by
+    one, up to ``most``; if the caller took longer, it shrinks by one. So a costly
+    ``function`` that releases the GIL gets the cores, and a cheap one leaves them to the
+    caller. ``function`` learns the width its item was started at (to share the cores out
+    between the items in work). Errors and closing behave as in :func:`map_ordered`.
+    """
+    width = 1
+    pending: deque[Future[R]] = deque()
+    pool = ThreadPoolExecutor(max(most, 1), thread_name_prefix=name)
+    source = iter(items)
+
+    def fill() -> None:
+        for item in itertools.islice(source, max(width - len(pending), 0)):
+            pending.append(pool.submit(function, item, width))
+
+    try:
+        while True:
+            fill()
+            if not pending:
+                return
+            started = time.perf_counter()
+            result = pending.popleft().result()
+            waited = time.perf_counter() - started
+            fill()  # the next items are worked on while the caller handles this one
+            started = time.perf_counter()
+            yield result
+            asked = time.perf_counter() - started
+            width = min(width + 1, most) if waited > asked else max(width - 1, 1)
+    finally:
+        for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
         _close(items)

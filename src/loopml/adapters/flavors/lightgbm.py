@@ -51,6 +51,7 @@ class LightGBMFlavor:
     name = "lightgbm"
     file_name = "model.txt"
     load_cache = False
+    concurrent_predict = False  # not promised by the library
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_lightgbm(model):

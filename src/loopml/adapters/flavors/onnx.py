@@ -92,6 +92,7 @@ class OnnxFlavor:
     name = "onnx"
     file_name = "model.onnx"
     load_cache = False
+    concurrent_predict = True  # onnxruntime's InferenceSession.run is thread-safe
 
     def accepts(self, model: object) -> bool:
         return _is_model_proto(model)

@@ -25,6 +25,7 @@ class PythonFunctionFlavor:
     name = "python_function"
     file_name = "model.cloudpickle"
     load_cache = False
+    concurrent_predict = False  # user code: thread-safety unknown
 
     def accepts(self, model: object) -> bool:
         return callable(getattr(model, "predict", None)) or callable(model)

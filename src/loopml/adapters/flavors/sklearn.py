@@ -117,6 +117,7 @@ class SklearnFlavor:
     name = "sklearn"
     file_name = "model.skops"
     load_cache = True
+    concurrent_predict = True  # fitted estimators only read their state to predict
 
     def accepts(self, model: object) -> bool:
         # Checked by module name first so that other objects never import scikit-learn.

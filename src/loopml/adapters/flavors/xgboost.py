@@ -55,6 +55,7 @@ class XGBoostFlavor:
     name = "xgboost"
     file_name = "model.ubj"
     load_cache = False
+    concurrent_predict = False  # not promised for every predict path
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_xgboost(model):
