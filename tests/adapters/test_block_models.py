@@ -160,13 +160,69 @@ def test_columns_in_another_order_get_none(iris: tuple[pd.DataFrame, np.ndarray]
 
 
 @pytest.mark.parametrize("flavor_name", ["xgboost", "lightgbm", "python_function"])
-def test_flavors_that_need_the_frame_have_no_block_model(
+def test_models_a_flavor_did_not_load_have_no_block_model(
     iris: tuple[pd.DataFrame, np.ndarray], flavor_name: str
 ) -> None:
     frame, target = iris
     model = LogisticRegression(max_iter=1000).fit(frame, target)
     flavor = DefaultFlavorCatalog().get(flavor_name)
     assert flavor.block_model(model, columns_of(frame)) is None
+
+
+def _boosters(frame: pd.DataFrame, target: np.ndarray) -> dict[str, Any]:
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    return {
+        "xgboost_regressor": xgboost.XGBRegressor(n_estimators=20, max_depth=3),
+        "xgboost_classifier": xgboost.XGBClassifier(n_estimators=20, max_depth=3),
+        "lightgbm_regressor": lightgbm.LGBMRegressor(n_estimators=20, verbose=-1),
+        "lightgbm_classifier": lightgbm.LGBMClassifier(n_estimators=20, verbose=-1),
+    }
+
+
+def _saved_and_loaded(model: Any, tmp_path: Path) -> tuple[Any, Any]:
+    flavor = DefaultFlavorCatalog().detect(model)
+    path = tmp_path / flavor.file_name
+    flavor.save(model, path)
+    return flavor, flavor.load(path, trusted=False)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["xgboost_regressor", "xgboost_classifier", "lightgbm_regressor", "lightgbm_classifier"],
+)
+def test_a_loaded_booster_answers_a_block_as_its_frame(
+    iris: tuple[pd.DataFrame, np.ndarray], tmp_path: Path, name: str
+) -> None:
+    frame, target = iris
+    model = _boosters(frame, target)[name]
+    model.fit(frame, target if name.endswith("classifier") else frame["petal_width"])
+    flavor, loaded = _saved_and_loaded(model, tmp_path)
+    twin = flavor.block_model(loaded, columns_of(frame))
+    assert twin is not None
+    for rows in (frame.iloc[:1], frame.iloc[[7]], frame.sample(40, random_state=0)):
+        block = block_of(rows)
+        expected = loaded.predict(served_frame(block, columns_of(frame)))
+        assert np.array_equal(twin.predict(block), expected)
+    assert flavor.block_model(loaded, columns_of(frame)[::-1]) is None
+    assert flavor.block_model(loaded, columns_of(frame)[:3]) is None
+
+
+@pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
+def test_a_booster_with_a_categorical_feature_keeps_the_frame(
+    iris: tuple[pd.DataFrame, np.ndarray], tmp_path: Path, library: str
+) -> None:
+    frame, target = iris
+    with_category = frame.assign(size=pd.Categorical(np.where(target > 0, "big", "small")))
+    boosters = _boosters(frame, target)
+    model = (
+        boosters["xgboost_regressor"].set_params(enable_categorical=True, tree_method="hist")
+        if library == "xgboost"
+        else boosters["lightgbm_regressor"]
+    )
+    model.fit(with_category, frame["petal_width"])
+    flavor, loaded = _saved_and_loaded(model, tmp_path)
+    assert flavor.block_model(loaded, columns_of(with_category)) is None
 
 
 def test_an_onnx_model_is_its_own_block_model(

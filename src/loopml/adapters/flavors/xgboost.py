@@ -49,6 +49,15 @@ class XGBoostModel:
         return result
 
 
+class XGBoostBlockModel(XGBoostModel):
+    """The booster predicting a float block of its features, in its own order, without
+    checking feature names each call (about 0.17 ms instead of 0.8 for one row here)."""
+
+    def predict(self, X: Any) -> npt.NDArray[Any]:  # noqa: N803 - the scikit-learn name
+        result: npt.NDArray[Any] = self.booster.inplace_predict(X, validate_features=False)
+        return result
+
+
 class XGBoostFlavor:
     """Saves XGBoost boosters as UBJSON (``save_raw``) and loads them as :class:`XGBoostModel`."""
 
@@ -91,9 +100,19 @@ class XGBoostFlavor:
         return XGBoostModel(booster)
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
-        # XGBoost checks the booster's own feature names on every call: a block without
-        # names is refused, so requests keep the DataFrame.
-        return None
+        """The loaded booster on a block, when the block holds what the DataFrame would:
+        the booster's features are ``columns`` in this order (or it has no names, and
+        takes columns by position either way), and none is categorical (categories need
+        the DataFrame's dtypes)."""
+        if not isinstance(model, XGBoostModel):
+            return None
+        booster = model.booster
+        names, types = booster.feature_names, booster.feature_types
+        if names is not None and tuple(names) != columns:
+            return None
+        if booster.num_features() != len(columns) or (types and "c" in types):
+            return None
+        return XGBoostBlockModel(booster)
 
     def describe(self, model: object) -> dict[str, str]:
         import xgboost
