@@ -59,7 +59,7 @@ from loopml.domain.alert_config import AlertsConfig, alerts_from_config
 from loopml.domain.errors import ConfigError, InvalidInput
 from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.gates import GatePolicy
-from loopml.domain.monitoring import MonitorSpec, monitors_from_config
+from loopml.domain.monitoring import MonitorSpec, workspace_monitors
 from loopml.ports import (
     ApprovalStore,
     AuditLog,
@@ -224,10 +224,8 @@ class Loopml:
     def monitor_specs(self) -> dict[str, MonitorSpec]:
         if self.settings is None:
             return {}
-        try:
-            return monitors_from_config(self.settings.monitor, str(self.settings.root))
-        except InvalidInput as exc:
-            raise ConfigError(f"{self.settings.root / CONFIG_FILE}: {exc}") from exc
+        root = self.settings.root
+        return workspace_monitors(self.settings.monitor, str(root), str(root / CONFIG_FILE))
 
     @cached_property
     def monitoring(self) -> MonitoringService:

@@ -5,16 +5,14 @@
 version, the stat index and, rarely, one manifest blob: on a SQLite workspace it reads
 the version with the standard library's sqlite3 and wires nothing else. Any other
 database, or a schema revision the lean reader does not know, returns None, and the
-caller uses the full application.
+caller uses the full application. (``loopml serve`` has its own: :mod:`loopml.bootstrap_serve`.)
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from loopml.adapters.sql.sqlite_reader import SqliteDatasetReader
 from loopml.adapters.stat_index import StatIndex
-from loopml.config import STATE_DIR, Settings
+from loopml.config import STATE_DIR, Settings, sqlite_file
 from loopml.domain.artifacts import Digest
 from loopml.services.dataset_status import DatasetStatus
 
@@ -22,11 +20,10 @@ from loopml.services.dataset_status import DatasetStatus
 def lean_data_status(settings: Settings) -> DatasetStatus | None:
     """Status over a SQLite file at the schema revision the lean reader knows, else None.
     Wired as ``bootstrap._wire`` wires it: the stat index in ``.loopml/index``."""
-    url = settings.metadata_url
-    if not url.startswith("sqlite:///") or "?" in url:  # other forms: SqlDatabase decides
+    path = sqlite_file(settings)
+    if path is None:
         return None
-    path = Path(url[len("sqlite:///") :])
-    reader = SqliteDatasetReader.open(path, url, settings.busy_timeout_seconds)
+    reader = SqliteDatasetReader.open(path, settings.metadata_url, settings.busy_timeout_seconds)
     if reader is None:
         return None
     index = StatIndex(settings.root / STATE_DIR / "index")

@@ -296,3 +296,12 @@ def _resolve_local(root: Path, value: str) -> str:
             return f"sqlite:///{root / value[len('sqlite:///') :]}"
         return value
     return str(root / value) if not Path(value).is_absolute() else value
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The SQLite file of the metadata URL, or None for any other database (and for URL
+    forms the lean readers leave to SQLAlchemy, such as ``?`` options)."""
+    url = settings.metadata_url
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    return Path(url[len("sqlite:///") :])

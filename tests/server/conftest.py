@@ -9,8 +9,11 @@ import pytest
 from server_support import FEATURES, Live, training_frame
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from loopml.adapters.sql.sqlite_reader import SqliteServingReader
+from loopml.bootstrap import Loopml
+from loopml.bootstrap_serve import ServingSources
 from loopml.client import Client
-from loopml.server.build import serving_in_thread
+from loopml.server.build import serving_in_thread, workspace_sources
 
 
 @pytest.fixture
@@ -32,8 +35,15 @@ def workspace(tmp_path: Path) -> Iterator[Client]:
     client.close()
 
 
-@pytest.fixture
-def live(workspace: Client) -> Iterator[Live]:
-    with serving_in_thread(workspace.app, poll_s=0.02, max_body_bytes=64 * 1024) as served:
+@pytest.fixture(params=["full", "lean"])
+def live(workspace: Client, request: pytest.FixtureRequest) -> Iterator[Live]:
+    """The server over the opened application (``full``), and as ``loopml serve`` starts
+    it on a SQLite workspace (``lean``: routes read without SQLAlchemy)."""
+    served_from: Loopml | ServingSources = workspace.app
+    if request.param == "lean":
+        assert workspace.app.settings is not None
+        served_from = workspace_sources(workspace.app.settings)
+        assert isinstance(getattr(served_from.deployments, "__self__", None), SqliteServingReader)
+    with serving_in_thread(served_from, poll_s=0.02, max_body_bytes=64 * 1024) as served:
         running, port = served
         yield Live(workspace, running, port)

@@ -105,6 +105,15 @@ def test_unknown_deployments_paths_and_methods(live: Live) -> None:
     assert live.request("POST", "/health/live", {})[0] == 405
 
 
+def test_the_review_queue_answers_whether_the_server_started_lean_or_full(live: Live) -> None:
+    # A lean server opens the full stores on the queue's first use (bootstrap_serve).
+    status, body, _ = live.request("GET", "/review?deployment=demand")
+    assert status == 200, body
+    assert body == {"item": None, "open": 0, "oldest_age_s": None}
+    status, body, _ = live.request("POST", "/review", {"id": 1, "label": 3.0})
+    assert status == 404 and "1" in body["error"]  # no such item, said as the full server says it
+
+
 def test_metrics_count_answers_and_invalid_fields(live: Live) -> None:
     live.predict("demand", [ROW])
     live.predict("demand", [{"temp": "x", "hour": 1}])
@@ -221,7 +230,7 @@ def test_every_answer_is_logged_and_feedback_joins_it(live: Live) -> None:
     sent = [live.predict("demand", [ROW], headers={"x-request-id": f"r{i}"}) for i in range(5)]
     assert all(status == 200 for status, _, _ in sent)
     app = live.client.app
-    assert app.prediction_sink.flush()
+    assert live.running.server.sink.flush()  # the server's own log, lean or full
     records = app.predictions.tail("demand", 10)
     assert [r.request_id for r in records] == [f"r{i}" for i in range(5)]
     assert records[0].version == 1 and records[0].inputs["temp"] == [0.5]
@@ -342,7 +351,7 @@ def test_canary_answers_are_compared_with_production_off_the_request_path(live: 
     live.wait_for(lambda: counted("loopml_compared_rows_total") == canary)
     assert counted("loopml_differing_rows_total") == canary  # v2 predicts 1.1 x v1
     assert counted("loopml_abs_difference_total") == pytest.approx(canary * 0.1 * 66.0)
-    assert live.client.app.prediction_sink.flush()
+    assert live.running.server.sink.flush()
     routes = {r.route.value for r in live.client.app.predictions.tail("demand", 100)}
     assert routes == {"production", "canary"}  # the comparison calls are not logged
 

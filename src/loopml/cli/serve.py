@@ -39,12 +39,11 @@ def serve(
     max_body_mb), then LOOPML_* variables; flags win."""
     import uvicorn
 
-    from loopml.server.build import create_server
+    from loopml.config import load_settings
+    from loopml.server.build import serve_sources, workspace_sources
 
     with handled():
-        client = state(ctx).client()
-        settings = client.app.settings
-        assert settings is not None  # a CLI client always has a workspace
+        settings = load_settings(state(ctx).workspace)
         host = host or settings.host
         port = settings.port if port is None else port
         workers = settings.workers if workers is None else workers
@@ -60,8 +59,8 @@ def serve(
             os.environ["LOOPML_POLL_SECONDS"] = str(poll)
             os.environ["LOOPML_MAX_BODY_MB"] = str(max_body_mb)
         else:
-            running = create_server(
-                client.app,
+            running = serve_sources(
+                workspace_sources(settings),
                 poll_s=poll,
                 max_body_bytes=int(max_body_mb * 1024 * 1024),
                 trusted=trusted,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -196,6 +196,50 @@ class Deployment:
 
     def _next(self, now_ms: int, **changes: Any) -> Deployment:
         return replace(self, revision=self.revision + 1, updated_ms=now_ms, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRoutes:
+    """What a deployment serves right now (``production`` None: nothing to serve)."""
+
+    deployment: str
+    revision: int
+    production: Target | None
+    canary: Target | None
+    canary_share: float
+    shadow: Target | None
+    notes: tuple[str, ...] = ()
+
+
+def live_routes(deployment: Deployment, archived: Callable[[Target], bool]) -> LiveRoutes:
+    """The stored routes minus every version ``archived`` says is archived: a deployment
+    whose production version is archived serves its previous production version, or
+    nothing (and then no canary or shadow either)."""
+    notes: list[str] = []
+
+    def alive(target: Target | None, route: str) -> Target | None:
+        if target is None:
+            return None
+        if archived(target):
+            notes.append(f"{route} {target.uri} is archived and serves nothing")
+            return None
+        return target
+
+    production = None
+    if not deployment.retired:
+        production = alive(deployment.production, "production")
+        if production is None:
+            production = alive(deployment.previous, "previous production")
+    canary = alive(deployment.canary, "canary") if production is not None else None
+    return LiveRoutes(
+        deployment=deployment.name,
+        revision=deployment.revision,
+        production=production,
+        canary=canary,
+        canary_share=deployment.canary_share if canary is not None else 0.0,
+        shadow=alive(deployment.shadow, "shadow") if production is not None else None,
+        notes=tuple(notes),
+    )
 
 
 def check_share(share: object) -> float:

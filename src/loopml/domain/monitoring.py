@@ -25,7 +25,7 @@ from pathlib import PurePath
 from typing import Any
 
 from loopml.domain.drift import FeatureDrift, dataset_score
-from loopml.domain.errors import InvalidInput
+from loopml.domain.errors import ConfigError, InvalidInput
 from loopml.domain.names import validate_identifier
 from loopml.domain.schedule import Schedule
 
@@ -158,6 +158,16 @@ class MonitorSpec:
             loop=None if loop is None else LoopSpec.from_mapping(f"{where}.loop", loop),
             **values,
         )
+
+
+def workspace_monitors(
+    table: Mapping[str, Any], root: str, config_file: str
+) -> dict[str, MonitorSpec]:
+    """:func:`monitors_from_config` of a workspace, whose errors name its ``config_file``."""
+    try:
+        return monitors_from_config(table, root)
+    except InvalidInput as exc:
+        raise ConfigError(f"{config_file}: {exc}") from exc
 
 
 def monitors_from_config(

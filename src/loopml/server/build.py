@@ -1,8 +1,11 @@
 """Wiring a server for a workspace: the route table, its watcher, the shadow worker.
 
-``create_server(app)`` is what ``loopml serve`` runs (and tests, with a real workspace);
-``app_from_env()`` is the factory uvicorn imports in each worker process when the server
-runs with several workers (the workspace comes from ``LOOPML_WORKSPACE``).
+``serve_sources(workspace_sources(settings))`` is what ``loopml serve`` runs: on a SQLite
+workspace it reads its routes with lean readers and starts without SQLAlchemy
+(:mod:`loopml.bootstrap_serve`). ``serve_sources(sources_of(app))`` serves an application
+already opened (the quickstart and tests, through ``serving_in_thread``); ``app_from_env()``
+is the factory uvicorn imports in each worker process when the server runs with several
+workers (the workspace comes from ``LOOPML_WORKSPACE``).
 """
 
 from __future__ import annotations
@@ -16,16 +19,19 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopml.bootstrap import Loopml, open_workspace
-from loopml.config import load_settings
+from loopml.bootstrap_serve import ServingSources, lean_serving_sources
+from loopml.config import Settings, load_settings
 from loopml.domain.errors import StorageError
 from loopml.domain.registry import ModelVersion
 from loopml.server.app import DEFAULT_MAX_BODY, InferenceServer
 from loopml.server.predict import warm
 from loopml.server.review_desk import ReviewDesk
 from loopml.server.routing import RouteTable
+
+if TYPE_CHECKING:
+    from loopml.bootstrap import Loopml
 
 log = logging.getLogger("loopml.server")
 
@@ -63,29 +69,64 @@ class Running:
     stop_watching: threading.Event
 
 
-def create_server(
-    app: Loopml,
+def sources_of(app: Loopml) -> ServingSources:
+    """What a server reads, loads and writes through, from the full application."""
+    return ServingSources(
+        deployments=app.stores.deployments.list_deployments,
+        version=app.registry.store.get_version,
+        head=app.audit.head,
+        loader=app.registry.loader,
+        sink=lambda: app.prediction_sink,
+        feedback=app.predictions.add_feedback,
+        monitor_specs=app.monitor_specs,
+        reviews=lambda: app.reviews,
+    )
+
+
+def workspace_sources(settings: Settings) -> ServingSources:
+    """The lean sources of the workspace where its database allows them (a SQLite file at
+    the schema revision the lean readers know), else the full application's. Either way,
+    the review queue's service comes from the full application, opened on first use."""
+    lock = threading.Lock()
+    opened: list[Loopml] = []
+
+    def app() -> Loopml:
+        with lock:
+            if not opened:
+                # lazy: SQLAlchemy and every store, which the lean start goes without
+                from loopml.bootstrap import open_workspace
+
+                opened.append(open_workspace(settings))
+            return opened[0]
+
+    lean = lean_serving_sources(settings, reviews=lambda: app().reviews)
+    return lean if lean is not None else sources_of(app())
+
+
+def serve_sources(
+    sources: ServingSources,
     *,
     poll_s: float = DEFAULT_POLL_S,
     max_body_bytes: int = DEFAULT_MAX_BODY,
     trusted: bool = False,
     log_predictions: bool = True,
 ) -> Running:
-    """A server for every deployment of ``app``, loaded and watching for changes, logging
-    every answer to the workspace's prediction log (docs/serving.md)."""
+    """A server for every deployment ``sources`` lists, loaded and watching for changes,
+    logging every answer to the workspace's prediction log (docs/serving.md)."""
+    loader = sources.loader
 
     def load(mv: ModelVersion) -> object:
-        return app.registry.load(mv.uri, trusted=trusted)
+        return loader.load(mv, trusted=trusted)
 
-    routes = RouteTable(app.deployments, load, warm, app.registry.block_model)
-    routes.refresh_if_changed(app.audit.head())
+    routes = RouteTable(sources.deployments, sources.version, load, warm, loader.block_model)
+    routes.refresh_if_changed(sources.head())
     shadow = ShadowWorker()
-    sink = app.prediction_sink if log_predictions else None
-    desk = ReviewDesk(app.reviews, app.monitor_specs) if log_predictions else None
+    sink = sources.sink() if log_predictions else None
+    desk = ReviewDesk(sources.reviews, sources.monitor_specs) if log_predictions else None
     server = InferenceServer(
         routes,
         sink,
-        feedback=app.predictions.add_feedback if log_predictions else None,
+        feedback=sources.feedback if log_predictions else None,
         max_body_bytes=max_body_bytes,
         shadow=shadow.submit,
         review=desk,
@@ -99,7 +140,7 @@ def create_server(
     if desk is not None and desk.specs:
         gauges["loopml_review_queue_size"] = lambda: float(desk.queue()[0])
         gauges["loopml_review_oldest_age_seconds"] = lambda: desk.queue()[1]
-    stop = routes.watch(app.audit.head, poll_s)
+    stop = routes.watch(sources.head, poll_s)
     # What is loaded now (libraries, models) lives as long as the server: move it out of
     # the garbage collector's sight, so that a full collection does not walk it and stall
     # requests for tens of milliseconds.
@@ -108,12 +149,16 @@ def create_server(
 
 
 @contextmanager
-def serving_in_thread(app: Loopml, **options: Any) -> Iterator[tuple[Running, int]]:
-    """A server for ``app`` on 127.0.0.1 and a free port, in a thread of this process,
-    for the ``with`` block (the quickstart and the tests); yields it and its port."""
+def serving_in_thread(
+    app: Loopml | ServingSources, **options: Any
+) -> Iterator[tuple[Running, int]]:
+    """A server for ``app`` (or for these sources) on 127.0.0.1 and a free port, in a
+    thread of this process, for the ``with`` block (the quickstart and the tests); yields
+    it and its port."""
     import uvicorn  # lazy: only when serving
 
-    running = create_server(app, **options)
+    sources = app if isinstance(app, ServingSources) else sources_of(app)
+    running = serve_sources(sources, **options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(running.server, log_level="warning", access_log=False, lifespan="on")
@@ -137,8 +182,8 @@ def serving_in_thread(app: Loopml, **options: Any) -> Iterator[tuple[Running, in
 def app_from_env() -> InferenceServer:
     """The uvicorn factory for multi-worker serving (reads ``LOOPML_*`` settings)."""
     settings = load_settings()
-    return create_server(
-        open_workspace(settings),
+    return serve_sources(
+        workspace_sources(settings),
         poll_s=settings.poll_seconds,
         max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
     ).server

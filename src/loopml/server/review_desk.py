@@ -8,20 +8,31 @@ touch the metadata database, so the server runs them off its event loop.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from loopml.domain.errors import InvalidInput
 from loopml.domain.monitoring import MonitorSpec
-from loopml.services.review import ReviewService
+
+if TYPE_CHECKING:
+    from loopml.services.review import ReviewService
 
 DEFAULT_REVIEWER = "http"
 
 
 class ReviewDesk:
-    def __init__(self, reviews: ReviewService, specs: Mapping[str, MonitorSpec]) -> None:
-        self.reviews = reviews
+    """``reviews`` makes the review service when the desk is first used: a server that
+    started without the full stores opens them then (:mod:`loopml.bootstrap_serve`)."""
+
+    def __init__(
+        self, reviews: Callable[[], ReviewService], specs: Mapping[str, MonitorSpec]
+    ) -> None:
+        self._reviews = reviews
         self.specs = dict(specs)
+
+    @property
+    def reviews(self) -> ReviewService:
+        return self._reviews()
 
     def next_item(self, deployment: str | None) -> dict[str, Any]:
         for spec in self.specs.values():

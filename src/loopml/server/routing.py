@@ -20,9 +20,9 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from loopml.domain.deployments import Target
+from loopml.domain.deployments import Deployment, LiveRoutes, Target, live_routes
+from loopml.domain.lifecycle import Stage
 from loopml.domain.registry import ModelVersion, Signature
-from loopml.services.deployments import DeploymentService, LiveRoutes
 
 log = logging.getLogger("loopml.server")
 
@@ -61,14 +61,20 @@ class Endpoint:
 
 
 class RouteTable:
+    """``deployments()`` lists the stored deployments and ``version(model, number)`` reads
+    a model version: the stores' reads, or a lean reader's (:mod:`loopml.bootstrap_serve`);
+    ``load`` loads a version's model, ``block`` gives its block model, ``warm`` warms it."""
+
     def __init__(
         self,
-        deployments: DeploymentService,
+        deployments: Callable[[], list[Deployment]],
+        version: Callable[[str, int], ModelVersion],
         load: Callable[[ModelVersion], Any],
         warm: Callable[[Served], None] | None = None,
         block: Callable[[ModelVersion, Any], Any] | None = None,
     ) -> None:
         self.deployments = deployments
+        self.version = version
         self.load = load
         self.warm = warm
         self.block = block
@@ -83,11 +89,18 @@ class RouteTable:
         """Build the next table and swap it in; failures to load one version leave that
         route as it was (logged), never the whole table."""
         with self._lock:
-            registry = self.deployments.registry
             table: dict[str, Endpoint] = {}
             keep: dict[Target, Served] = {}
-            for deployment in self.deployments.list_all():
-                routes = self.deployments.live(deployment)
+            versions: dict[Target, ModelVersion] = {}  # each read once per refresh
+
+            def version_of(target: Target) -> ModelVersion:
+                found = versions.get(target)
+                if found is None:
+                    found = versions[target] = self.version(target.model, target.version)
+                return found
+
+            for deployment in self.deployments():
+                routes = live_routes(deployment, lambda t: version_of(t).stage is Stage.ARCHIVED)
                 served: dict[str, Served | None] = {}
                 for route in ("production", "canary", "shadow"):
                     target = getattr(routes, route)
@@ -97,7 +110,7 @@ class RouteTable:
                     found = self._loaded.get(target) or keep.get(target)
                     if found is None:
                         try:
-                            mv = registry.store.get_version(target.model, target.version)
+                            mv = version_of(target)
                             model = self.load(mv)
                             block = None if self.block is None else self.block(mv, model)
                             found = Served(target, mv, model, _columns(mv), block)

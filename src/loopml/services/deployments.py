@@ -10,14 +10,15 @@ is archived serves its previous production version, or nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from loopml.domain.deployments import (
     Action,
     Deployment,
+    LiveRoutes,
     Revision,
     Target,
     deployment_changed,
+    live_routes,
     serving_at,
 )
 from loopml.domain.errors import InvalidState
@@ -25,19 +26,6 @@ from loopml.domain.lifecycle import Stage
 from loopml.domain.names import validate_identifier
 from loopml.ports import Clock, DeploymentStore
 from loopml.services.registry import RegistryService
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRoutes:
-    """What a deployment serves right now (``production`` None: nothing to serve)."""
-
-    deployment: str
-    revision: int
-    production: Target | None
-    canary: Target | None
-    canary_share: float
-    shadow: Target | None
-    notes: tuple[str, ...] = ()
 
 
 class DeploymentService:
@@ -61,33 +49,11 @@ class DeploymentService:
         return serving_at(self.store.deployment_history(name), time_ms)
 
     def live(self, deployment: Deployment) -> LiveRoutes:
-        notes: list[str] = []
+        def archived(target: Target) -> bool:
+            version = self.registry.store.get_version(target.model, target.version)
+            return version.stage is Stage.ARCHIVED
 
-        def alive(target: Target | None, route: str) -> Target | None:
-            if target is None:
-                return None
-            if self.registry.store.get_version(target.model, target.version).stage is (
-                Stage.ARCHIVED
-            ):
-                notes.append(f"{route} {target.uri} is archived and serves nothing")
-                return None
-            return target
-
-        production = None
-        if not deployment.retired:
-            production = alive(deployment.production, "production")
-            if production is None:
-                production = alive(deployment.previous, "previous production")
-        canary = alive(deployment.canary, "canary") if production is not None else None
-        return LiveRoutes(
-            deployment=deployment.name,
-            revision=deployment.revision,
-            production=production,
-            canary=canary,
-            canary_share=deployment.canary_share if canary is not None else 0.0,
-            shadow=alive(deployment.shadow, "shadow") if production is not None else None,
-            notes=tuple(notes),
-        )
+        return live_routes(deployment, archived)
 
     # changes -----------------------------------------------------------------------------
     def create(self, name: str, uri: str, actor: str, reason: str | None = None) -> Deployment:

@@ -25,7 +25,6 @@ from loopml.domain.approvals import (
 from loopml.domain.artifacts import ArtifactRef, Digest
 from loopml.domain.audit import AuditRecord
 from loopml.domain.errors import (
-    IntegrityError,
     InvalidInput,
     InvalidState,
     NotFound,
@@ -54,13 +53,8 @@ from loopml.ports import (
     StageChange,
     TrackingStore,
 )
+from loopml.services.model_loader import ModelLoader, require_trust
 
-UNTRUSTED_FLAVORS = ("python_function",)
-PICKLE_RISK = (
-    "a python_function model is stored with cloudpickle, and loading a pickle runs whatever "
-    "code the file contains. Pass trusted=True (--trusted) only for models you produced "
-    "yourself or audited; prefer a safe flavor (sklearn via skops, xgboost, lightgbm, onnx)"
-)
 _RUN_SOURCE = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})/(?P<path>.+)$")
 
 
@@ -80,6 +74,7 @@ class RegistryService:
     ) -> None:
         self.store = store
         self.model_cache = model_cache
+        self.loader = ModelLoader(blobs, flavors, model_cache)
         self.approvals = approvals
         self.evaluations = evaluations
         self.blobs = blobs
@@ -127,7 +122,7 @@ class RegistryService:
         """Serialise ``model`` with its flavor and record a new version of ``name``."""
         validate_identifier("model name", name)
         chosen = self.flavors.get(flavor) if flavor else self.flavors.detect(model)
-        _require_trust(chosen.name, trusted, f"register {name!r}")
+        require_trust(chosen.name, trusted, f"register {name!r}")
         run = self.runs.get_run(run_id) if run_id is not None else None  # before any work
         if flavor and not chosen.accepts(model):
             raise InvalidInput(
@@ -192,7 +187,7 @@ class RegistryService:
             )
         artifact_name = validate_artifact_name(m["path"])
         chosen = self.flavors.get(flavor)
-        _require_trust(chosen.name, trusted, f"register {name!r}")
+        require_trust(chosen.name, trusted, f"register {name!r}")
         run = self.runs.get_run(m["run"])
         ref = next((a for a in run.artifacts if a.name == artifact_name), None)
         if ref is None:
@@ -265,44 +260,17 @@ class RegistryService:
         return page.items[0]
 
     def load(self, uri: str | ModelUri, *, trusted: bool = False) -> object:
-        """Load a registered model after verifying its artifact's hash.
-
-        A model that loads with its flavor's default trust is also kept in the local
-        model cache, when there is one, and taken from there next time, once the
-        artifact's hash has been verified again (:mod:`loopml.adapters.model_cache`)."""
-        mv = self.resolve(uri)
-        flavor = self.flavors.get(mv.flavor)
-        _require_trust(mv.flavor, trusted, f"load {mv.uri}")
-        cache = self.model_cache if flavor.load_cache and not trusted else None
-        with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
-            path = Path(tmp) / flavor.file_name
-            try:
-                self.blobs.get_file(mv.artifact.digest, path)
-            except IntegrityError as exc:
-                raise IntegrityError(
-                    f"artifact {mv.artifact.name!r} of {mv.uri} is corrupt and was not loaded: "
-                    f"{exc}"
-                ) from exc
-            if cache is not None and (cached := cache.get(mv.artifact.digest)) is not None:
-                return cached
-            model = flavor.load(path, trusted=trusted)
-        if cache is not None:
-            cache.put(mv.artifact.digest, model)
-        return model
+        """Load a registered model after verifying its artifact's hash
+        (:meth:`loopml.services.model_loader.ModelLoader.load`)."""
+        return self.loader.load(self.resolve(uri), trusted=trusted)
 
     def block_model(self, mv: ModelVersion, model: object) -> object | None:
-        """``model`` (loaded from ``mv``) in the form that predicts a float block of the
-        signature's inputs, in order, as it predicts their DataFrame; None if its flavor
-        cannot guarantee that (:meth:`loopml.ports.ModelFlavor.block_model`)."""
-        if mv.signature is None or not mv.signature.inputs:
-            return None
-        columns = tuple(column.name for column in mv.signature.inputs)
-        return self.flavors.get(mv.flavor).block_model(model, columns)
+        """See :meth:`loopml.services.model_loader.ModelLoader.block_model`."""
+        return self.loader.block_model(mv, model)
 
     def concurrent_predict(self, mv: ModelVersion) -> bool:
-        """Whether one loaded model of ``mv`` may predict on several threads at once
-        (:attr:`loopml.ports.ModelFlavor.concurrent_predict`)."""
-        return self.flavors.get(mv.flavor).concurrent_predict
+        """See :meth:`loopml.services.model_loader.ModelLoader.concurrent_predict`."""
+        return self.loader.concurrent_predict(mv)
 
     # lifecycle ---------------------------------------------------------------------------
     def transition(
@@ -535,9 +503,3 @@ def _approval_status(text: str) -> ApprovalStatus:
     except ValueError:
         known = ", ".join(s.value for s in ApprovalStatus)
         raise InvalidInput(f"unknown approval status {text!r}; expected one of {known}") from None
-
-
-def _require_trust(flavor: str, trusted: bool, action: str) -> None:
-    """Refuse to ``action`` a model of a flavor that runs code on load, unless trusted."""
-    if flavor in UNTRUSTED_FLAVORS and not trusted:
-        raise PermissionDenied(f"refusing to {action}: {PICKLE_RISK}")
