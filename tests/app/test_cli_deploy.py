@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -258,3 +259,14 @@ def test_show_notes_a_version_archived_after_the_fact(deployed: Path) -> None:
     assert shown["notes"] == ["canary models:/m/2 is archived and serves nothing"]
     code, output = cli(ws, "deploy", "show", "api")
     assert code == 0 and "note: canary models:/m/2 is archived" in output
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_an_out_of_date_database_before_starting(ws: Path, workers: str) -> None:
+    # The lean reader steps aside for a revision it does not know; the full stores then
+    # refuse with what to do, before any worker starts.
+    with sqlite3.connect(ws / ".loopml" / "loopml.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    code, out = cli(ws, "serve", "--port", "1", "--workers", workers)
+    assert code != 0
+    assert "schema revision 0001" in out and "loopml db upgrade" in out, out

@@ -54,13 +54,16 @@ def serve(
                 f"--workers must be >= 1, --port in 1..65535, --poll and --max-body-mb > 0; "
                 f"got workers={workers}, port={port}, poll={poll}, max_body_mb={max_body_mb}"
             )
+        # Opened here whatever the worker count: a missing or out-of-date database fails
+        # now, with what to do, rather than in every worker.
+        sources = workspace_sources(settings)
         if workers > 1:  # each worker reads its settings from the environment
             os.environ["LOOPML_WORKSPACE"] = str(settings.root)
             os.environ["LOOPML_POLL_SECONDS"] = str(poll)
             os.environ["LOOPML_MAX_BODY_MB"] = str(max_body_mb)
         else:
             running = serve_sources(
-                workspace_sources(settings),
+                sources,
                 poll_s=poll,
                 max_body_bytes=int(max_body_mb * 1024 * 1024),
                 trusted=trusted,
