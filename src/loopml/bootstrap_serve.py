@@ -24,6 +24,7 @@ from loopml.adapters.prediction_reader import ParquetPredictionReader
 from loopml.adapters.sql.sqlite_reader import SqliteServingReader
 from loopml.config import CONFIG_FILE, STATE_DIR, Settings, sqlite_file
 from loopml.domain.deployments import Deployment
+from loopml.domain.gate_file import policy_from_mapping
 from loopml.domain.monitoring import MonitorSpec, workspace_monitors
 from loopml.domain.predictions import Feedback
 from loopml.domain.registry import ModelVersion
@@ -47,6 +48,7 @@ class ServingSources:
     feedback: Callable[[Sequence[Feedback]], int]
     monitor_specs: Mapping[str, MonitorSpec]
     reviews: Callable[[], ReviewService]  # the review queue's service, made on first use
+    close: Callable[[], None] = lambda: None  # what the sources opened, closed at the end
 
 
 def lean_serving_sources(
@@ -63,6 +65,11 @@ def lean_serving_sources(
     )
     if reader is None:
         return None
+    config = str(settings.root / CONFIG_FILE)
+    # What the full start checks of loopml.toml, checked here too: a malformed table
+    # refuses the start instead of failing later, when the review queue opens the stores.
+    policy_from_mapping(settings.gates, config)
+    specs = workspace_monitors(settings.monitor, str(settings.root), config)
     state = settings.root / STATE_DIR
     cache = PickleModelCache(state / "cache" / "models") if settings.model_cache else None
     loader = ModelLoader(FsspecBlobStore(settings.artifact_url), DefaultFlavorCatalog(), cache)
@@ -81,8 +88,6 @@ def lean_serving_sources(
         loader=loader,
         sink=sink,
         feedback=ParquetPredictionReader(predictions).add_feedback,
-        monitor_specs=workspace_monitors(
-            settings.monitor, str(settings.root), str(settings.root / CONFIG_FILE)
-        ),
+        monitor_specs=specs,
         reviews=reviews,
     )

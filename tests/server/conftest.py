@@ -47,3 +47,5 @@ def live(workspace: Client, request: pytest.FixtureRequest) -> Iterator[Live]:
     with serving_in_thread(served_from, poll_s=0.02, max_body_bytes=64 * 1024) as served:
         running, port = served
         yield Live(workspace, running, port)
+    if isinstance(served_from, ServingSources):
+        served_from.close()  # the full stores, if the review queue opened them

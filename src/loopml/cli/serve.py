@@ -57,7 +57,8 @@ def serve(
         # Opened here whatever the worker count: a missing or out-of-date database fails
         # now, with what to do, rather than in every worker.
         sources = workspace_sources(settings)
-        if workers > 1:  # each worker reads its settings from the environment
+        if workers > 1:  # each worker opens the workspace itself, from the environment
+            sources.close()
             os.environ["LOOPML_WORKSPACE"] = str(settings.root)
             os.environ["LOOPML_POLL_SECONDS"] = str(poll)
             os.environ["LOOPML_MAX_BODY_MB"] = str(max_body_mb)
@@ -83,6 +84,14 @@ def serve(
         return
     listed = ", ".join(sorted(endpoints)) or "none yet (`loopml deploy create ...`)"
     err.print(f"serving {listed} on http://{host}:{port} (docs: /docs, metrics: /metrics)")
-    uvicorn.run(
-        running.server, host=host, port=port, log_level="warning", access_log=False, lifespan="on"
-    )
+    try:
+        uvicorn.run(
+            running.server,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    finally:
+        sources.close()

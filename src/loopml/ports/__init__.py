@@ -372,16 +372,18 @@ class ModelFlavor(Protocol):
     # True when a pickle of what load() returns loads much faster than the artifact does
     # (skops): the registry may then keep one in a local ModelCache.
     load_cache: bool
-    # True when one loaded model may predict on several threads at once: batch scoring
-    # then predicts several chunks in parallel. False where the library does not promise
-    # it, or the model is user code.
-    concurrent_predict: bool
 
     def accepts(self, model: object) -> bool: ...
     def save(self, model: object, path: Path) -> None: ...
     def load(self, path: Path, *, trusted: bool) -> object: ...
     def describe(self, model: object) -> dict[str, str]:
         """Library names and versions that produced the model."""
+        ...
+
+    def concurrent_predict(self, model: object) -> bool:
+        """True when the loaded ``model`` may predict on several threads at once (batch
+        scoring then predicts several chunks side by side); False where its library
+        does not promise it, or where it holds user code."""
         ...
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:

@@ -10,6 +10,7 @@ workers (the workspace comes from ``LOOPML_WORKSPACE``).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import queue
@@ -99,8 +100,13 @@ def workspace_sources(settings: Settings) -> ServingSources:
                 opened.append(open_workspace(settings))
             return opened[0]
 
+    def close() -> None:
+        with lock:
+            if opened:
+                opened.pop().close()
+
     lean = lean_serving_sources(settings, reviews=lambda: app().reviews)
-    return lean if lean is not None else sources_of(app())
+    return dataclasses.replace(lean if lean is not None else sources_of(app()), close=close)
 
 
 def serve_sources(
@@ -138,8 +144,9 @@ def serve_sources(
         gauges["loopml_prediction_log_dropped_total"] = lambda: float(sink.dropped)
         gauges["loopml_prediction_log_write_errors_total"] = lambda: float(sink.write_errors)
     if desk is not None and desk.specs:
-        gauges["loopml_review_queue_size"] = lambda: float(desk.queue()[0])
+        gauges["loopml_review_queue_size"] = lambda: desk.queue()[0]
         gauges["loopml_review_oldest_age_seconds"] = lambda: desk.queue()[1]
+        desk.open_in_background()  # the metrics read the queue on the event loop
     stop = routes.watch(sources.head, poll_s)
     # What is loaded now (libraries, models) lives as long as the server: move it out of
     # the garbage collector's sight, so that a full collection does not walk it and stall

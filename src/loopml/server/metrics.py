@@ -8,6 +8,7 @@ its requests on one event loop thread, and a shadow thread only adds to its own 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -163,7 +164,8 @@ class ServerMetrics:
         ]
         for name, read in sorted(self.gauges.items()):
             kind = "counter" if name.endswith("_total") else "gauge"
-            lines += [f"# TYPE {name} {kind}", f"{name} {float(read())}"]
+            value = float(read())
+            lines += [f"# TYPE {name} {kind}", f"{name} {'NaN' if math.isnan(value) else value}"]
         return "\n".join(lines) + "\n"
 
 

@@ -8,6 +8,9 @@ touch the metadata database, so the server runs them off its event loop.
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -18,21 +21,41 @@ if TYPE_CHECKING:
     from loopml.services.review import ReviewService
 
 DEFAULT_REVIEWER = "http"
+log = logging.getLogger("loopml.server")
 
 
 class ReviewDesk:
-    """``reviews`` makes the review service when the desk is first used: a server that
-    started without the full stores opens them then (:mod:`loopml.bootstrap_serve`)."""
+    """``reviews`` makes the review service, once, when the desk is first used: a server
+    that started without the full stores (:mod:`loopml.bootstrap_serve`) opens them then,
+    off the event loop (``GET``/``POST /review`` run on a worker thread, and
+    :meth:`open_in_background` serves the metrics)."""
 
     def __init__(
         self, reviews: Callable[[], ReviewService], specs: Mapping[str, MonitorSpec]
     ) -> None:
-        self._reviews = reviews
+        self._make = reviews
+        self._made: ReviewService | None = None
+        self._lock = threading.Lock()
         self.specs = dict(specs)
 
     @property
     def reviews(self) -> ReviewService:
-        return self._reviews()
+        with self._lock:
+            if self._made is None:
+                self._made = self._make()
+            return self._made
+
+    def open_in_background(self) -> None:
+        """Make the review service on a daemon thread now, so that the metrics, which
+        are answered on the event loop, never wait for it (they read NaN until then)."""
+
+        def open_now() -> None:
+            try:
+                self.reviews  # noqa: B018 - made and kept on first access
+            except Exception:  # the queue's own calls will raise it again, to the client
+                log.exception("opening the review queue failed")
+
+        threading.Thread(target=open_now, name="loopml-review-open", daemon=True).start()
 
     def next_item(self, deployment: str | None) -> dict[str, Any]:
         for spec in self.specs.values():
@@ -55,7 +78,10 @@ class ReviewDesk:
             raise InvalidInput(f"'reviewer' must be a name, got {reviewer!r}")
         return self.reviews.label(item_id, body["label"], reviewer).to_dict()
 
-    def queue(self) -> tuple[int, float]:
-        """(open items, age in seconds of the oldest) for the metrics."""
-        size, age = self.reviews.stats(None)
+    def queue(self) -> tuple[float, float]:
+        """(open items, age in seconds of the oldest) for the metrics; NaN while the
+        review service is still being made."""
+        if self._made is None:
+            return math.nan, math.nan
+        size, age = self._made.stats(None)
         return size, age or 0.0

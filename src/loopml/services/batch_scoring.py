@@ -166,7 +166,7 @@ class BatchScoringService:
                         workers=workers,
                     )
                 else:
-                    concurrent = self.registry.concurrent_predict(mv)
+                    concurrent = self.registry.concurrent_predict(mv, model)
                     tables = _pipeline(_chunks(source, scorer, chunk_rows), scorer, concurrent)
                 added, rows = self._write_and_record(name, output, tables, actor, message, progress)
         except BaseException as exc:

@@ -65,10 +65,10 @@ class ModelLoader:
         columns = tuple(column.name for column in mv.signature.inputs)
         return self.flavors.get(mv.flavor).block_model(model, columns)
 
-    def concurrent_predict(self, mv: ModelVersion) -> bool:
-        """Whether one loaded model of ``mv`` may predict on several threads at once
-        (:attr:`loopml.ports.ModelFlavor.concurrent_predict`)."""
-        return self.flavors.get(mv.flavor).concurrent_predict
+    def concurrent_predict(self, mv: ModelVersion, model: object) -> bool:
+        """Whether ``model`` (loaded from ``mv``) may predict on several threads at once
+        (:meth:`loopml.ports.ModelFlavor.concurrent_predict`)."""
+        return self.flavors.get(mv.flavor).concurrent_predict(model)
 
 
 def require_trust(flavor: str, trusted: bool, action: str) -> None:

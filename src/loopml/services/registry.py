@@ -268,9 +268,9 @@ class RegistryService:
         """See :meth:`loopml.services.model_loader.ModelLoader.block_model`."""
         return self.loader.block_model(mv, model)
 
-    def concurrent_predict(self, mv: ModelVersion) -> bool:
+    def concurrent_predict(self, mv: ModelVersion, model: object) -> bool:
         """See :meth:`loopml.services.model_loader.ModelLoader.concurrent_predict`."""
-        return self.loader.concurrent_predict(mv)
+        return self.loader.concurrent_predict(mv, model)
 
     # lifecycle ---------------------------------------------------------------------------
     def transition(

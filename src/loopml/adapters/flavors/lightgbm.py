@@ -51,7 +51,6 @@ class LightGBMFlavor:
     name = "lightgbm"
     file_name = "model.txt"
     load_cache = False
-    concurrent_predict = False  # not promised by the library
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_lightgbm(model):
@@ -91,6 +90,9 @@ class LightGBMFlavor:
                 f"{path} is not a LightGBM model text file: {type(exc).__name__}: {exc}"
             ) from exc
         return LightGBMModel(booster)
+
+    def concurrent_predict(self, model: object) -> bool:
+        return False  # not promised by the library
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
         """The loaded model itself, which LightGBM lets predict a float64 block as it

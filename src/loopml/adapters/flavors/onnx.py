@@ -92,7 +92,6 @@ class OnnxFlavor:
     name = "onnx"
     file_name = "model.onnx"
     load_cache = False
-    concurrent_predict = True  # onnxruntime's InferenceSession.run is thread-safe
 
     def accepts(self, model: object) -> bool:
         return _is_model_proto(model)
@@ -141,6 +140,9 @@ class OnnxFlavor:
                 f"does not implement: {exc}"
             ) from exc
         return OnnxModel(session)
+
+    def concurrent_predict(self, model: object) -> bool:
+        return True  # onnxruntime's InferenceSession.run is thread-safe
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
         """The loaded :class:`OnnxModel` itself: it turns a frame into the same array the

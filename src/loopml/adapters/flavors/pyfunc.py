@@ -25,7 +25,6 @@ class PythonFunctionFlavor:
     name = "python_function"
     file_name = "model.cloudpickle"
     load_cache = False
-    concurrent_predict = False  # user code: thread-safety unknown
 
     def accepts(self, model: object) -> bool:
         return callable(getattr(model, "predict", None)) or callable(model)
@@ -67,6 +66,9 @@ class PythonFunctionFlavor:
                 f"cannot load {path}: {exc}; the modules and classes the model was defined "
                 f"with must be importable here"
             ) from exc
+
+    def concurrent_predict(self, model: object) -> bool:
+        return False  # user code: thread-safety unknown
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
         # arbitrary Python code: nothing is known about what it does with the frame.

@@ -103,6 +103,31 @@ def _in_family(module: str) -> bool:
     return any(".".join(parts[:n]) in _BLOCK_FAMILIES for n in range(2, len(parts) + 1))
 
 
+_THREAD_SAFE = ("sklearn", "numpy", "scipy")
+
+
+def _library_only(model: object) -> bool:
+    """True if ``model`` and every estimator or function among its parameters (deep)
+    comes from scikit-learn, numpy or scipy."""
+    parts = [model]
+    get_params = getattr(model, "get_params", None)
+    if callable(get_params):
+        parts += list(get_params(deep=True).values())
+    return all(_library_part(part) for part in parts)
+
+
+def _library_part(part: object) -> bool:
+    """Estimators by their class, functions by their module; plain values (numbers,
+    text, arrays, lists of steps) hold no code of their own."""
+    if hasattr(part, "fit") or hasattr(part, "transform") or hasattr(part, "predict"):
+        module = type(part).__module__
+    elif callable(part):
+        module = getattr(part, "__module__", None) or type(part).__module__
+    else:
+        return True
+    return str(module).split(".")[0] in _THREAD_SAFE
+
+
 def _comes_from_sklearn(model: object) -> bool:
     """True if any class in the model's MRO is defined in scikit-learn (imports nothing)."""
     return any(
@@ -117,7 +142,6 @@ class SklearnFlavor:
     name = "sklearn"
     file_name = "model.skops"
     load_cache = True
-    concurrent_predict = True  # fitted estimators only read their state to predict
 
     def accepts(self, model: object) -> bool:
         # Checked by module name first so that other objects never import scikit-learn.
@@ -171,6 +195,12 @@ class SklearnFlavor:
                 f"cannot rebuild the model stored in {path} ({type(exc).__name__}: {exc}); "
                 f"the file may be corrupt or written by an incompatible scikit-learn"
             ) from exc
+
+    def concurrent_predict(self, model: object) -> bool:
+        """True when every estimator and function in ``model`` is scikit-learn's or
+        numpy's own: they only read their fitted state to predict. A custom class, or a
+        FunctionTransformer of a user's function, may keep state: one chunk at a time."""
+        return _library_only(model)
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
         """A shallow copy of ``model`` without ``feature_names_in_``, for estimators that

@@ -64,7 +64,6 @@ class XGBoostFlavor:
     name = "xgboost"
     file_name = "model.ubj"
     load_cache = False
-    concurrent_predict = False  # not promised for every predict path
 
     def accepts(self, model: object) -> bool:
         if not _comes_from_xgboost(model):
@@ -98,6 +97,9 @@ class XGBoostFlavor:
                 f"{str(exc).splitlines()[0]}"
             ) from exc
         return XGBoostModel(booster)
+
+    def concurrent_predict(self, model: object) -> bool:
+        return False  # its own thread pool is not shared out per chunk yet
 
     def block_model(self, model: object, columns: tuple[str, ...]) -> object | None:
         """The loaded booster on a block, when the block holds what the DataFrame would:
