@@ -74,19 +74,14 @@ def lean_serving_sources(
     cache = PickleModelCache(state / "cache" / "models") if settings.model_cache else None
     loader = ModelLoader(FsspecBlobStore(settings.artifact_url), DefaultFlavorCatalog(), cache)
     predictions = state / "predictions"
-    sinks: list[PredictionSink] = []
-
-    def sink() -> PredictionSink:
-        if not sinks:
-            sinks.append(ParquetPredictionSink(predictions))
-        return sinks[0]
+    sink = ParquetPredictionSink(predictions)  # no I/O and no thread until its first record
 
     return ServingSources(
         deployments=reader.list_deployments,
         version=reader.get_version,
         head=reader.head,
         loader=loader,
-        sink=sink,
+        sink=lambda: sink,
         feedback=ParquetPredictionReader(predictions).add_feedback,
         monitor_specs=specs,
         reviews=reviews,

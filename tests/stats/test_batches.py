@@ -82,16 +82,17 @@ def test_an_error_is_raised_at_its_items_turn_and_stops_the_rest() -> None:
     assert max(started) < 20  # the items not started were cancelled
 
 
+def _closable(closed: threading.Event) -> Iterator[int]:
+    """Numbers 0..999 that set ``closed`` when the generator is closed (or runs out)."""
+    try:
+        yield from range(1000)
+    finally:
+        closed.set()
+
+
 def test_closing_stops_the_threads_and_closes_the_items() -> None:
     closed = threading.Event()
-
-    def items() -> Iterator[int]:
-        try:
-            yield from range(1000)
-        finally:
-            closed.set()
-
-    results = map_ordered(lambda n: n, items(), 2, "loopml-closing")
+    results = map_ordered(lambda n: n, _closable(closed), 2, "loopml-closing")
     assert next(results) == 0
     results.close()
     assert closed.is_set()
@@ -152,12 +153,6 @@ def test_widening_raises_an_error_at_its_items_turn_and_leaves_no_thread() -> No
     started: list[int] = []
     closed = threading.Event()
 
-    def items() -> Iterator[int]:
-        try:
-            yield from range(1000)
-        finally:
-            closed.set()
-
     def fail_at_five(n: int, width: int) -> int:
         started.append(n)
         time.sleep(0.002)
@@ -165,7 +160,7 @@ def test_widening_raises_an_error_at_its_items_turn_and_leaves_no_thread() -> No
             raise ValueError("five")
         return n
 
-    results = map_widening(fail_at_five, items(), 2, "loopml-widening")
+    results = map_widening(fail_at_five, _closable(closed), 2, "loopml-widening")
     assert [next(results) for _ in range(5)] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="five"):
         next(results)

@@ -148,8 +148,9 @@ class BatchScoringService:
         _check_output(output, source)
         mv = self.registry.resolve(uri)
         name = validate_identifier("dataset name", dataset_name or f"{mv.model}-predictions")
-        model = self.registry.load(mv.uri, trusted=trusted)
-        scorer = Scorer.of(mv, model, self.registry.block_model(mv, model))
+        loader = self.registry.loader
+        model = loader.load(mv, trusted=trusted)  # mv is resolved: no second lookup
+        scorer = Scorer.of(mv, model, loader.block_model(mv, model))
         if source.dataset is not None:
             scorer.check([c.name for c in source.dataset.columns], source.dataset.ref)
         run = self._start_run(mv, uri, source, output, engine, chunk_rows)
@@ -166,7 +167,7 @@ class BatchScoringService:
                         workers=workers,
                     )
                 else:
-                    concurrent = self.registry.concurrent_predict(mv, model)
+                    concurrent = loader.concurrent_predict(mv, model)
                     tables = _pipeline(_chunks(source, scorer, chunk_rows), scorer, concurrent)
                 added, rows = self._write_and_record(name, output, tables, actor, message, progress)
         except BaseException as exc:

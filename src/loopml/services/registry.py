@@ -264,14 +264,6 @@ class RegistryService:
         (:meth:`loopml.services.model_loader.ModelLoader.load`)."""
         return self.loader.load(self.resolve(uri), trusted=trusted)
 
-    def block_model(self, mv: ModelVersion, model: object) -> object | None:
-        """See :meth:`loopml.services.model_loader.ModelLoader.block_model`."""
-        return self.loader.block_model(mv, model)
-
-    def concurrent_predict(self, mv: ModelVersion, model: object) -> bool:
-        """See :meth:`loopml.services.model_loader.ModelLoader.concurrent_predict`."""
-        return self.loader.concurrent_predict(mv, model)
-
     # lifecycle ---------------------------------------------------------------------------
     def transition(
         self,

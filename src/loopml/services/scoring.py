@@ -32,7 +32,7 @@ class Scorer:
     model: Any
     uri: str  # models:/NAME/VERSION, for messages
     columns: tuple[str, ...]  # the signature's inputs, in order; () = every input column
-    # The flavor's block model (RegistryService.block_model): the same answers from a
+    # The flavor's block model (ModelLoader.block_model): the same answers from a
     # float block of ``columns`` as ``model`` gives from their DataFrame, None if none.
     block: Any = None
 
