@@ -165,14 +165,17 @@ def test_archiving_a_version_takes_it_out_of_its_routes(live: Live) -> None:
     deployments = live.client.app.deployments
     deployments.canary("demand", "models:/demand/2", 50, "tester")
     deployments.promote("demand", "tester")  # v2 production, v1 previous (demoted to staging)
-    live.wait_for(lambda: live.predict("demand", [ROW])[1]["version"] == 2)
+
+    def served() -> dict[str, Any]:
+        return live.request("GET", "/deployments")[1]["deployments"][0]
+
+    # Wait on the server's route table, not on one answer: with the 50% canary still
+    # routed, version 2 (or 1) can answer before the promotion (or archive) is picked up.
+    live.wait_for(lambda: served()["routes"] == {"production": "models:/demand/2"})
     live.client.archive("demand", 2)
-    live.wait_for(lambda: live.predict("demand", [ROW])[1]["version"] == 1)
-    _, body, _ = live.request("GET", "/deployments")
-    assert (
-        "production models:/demand/2 is archived and serves nothing"
-        in body["deployments"][0]["notes"]
-    )
+    live.wait_for(lambda: served()["routes"] == {"production": "models:/demand/1"})
+    assert live.predict("demand", [ROW])[1]["version"] == 1
+    assert "production models:/demand/2 is archived and serves nothing" in served()["notes"]
 
 
 def test_hot_swaps_under_load_fail_no_request(live: Live) -> None:
