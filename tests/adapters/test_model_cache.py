@@ -20,6 +20,7 @@ from loopml.bootstrap import Loopml, init_workspace, open_workspace
 from loopml.client import Client
 from loopml.config import load_settings
 from loopml.domain.artifacts import Digest
+from loopml.domain.errors import PermissionDenied
 
 DIGEST = Digest("blake3", "ab" * 32)
 
@@ -167,19 +168,50 @@ def test_another_environment_misses_and_two_environments_stay_cached(
     ]
 
 
-def test_trusted_loads_and_a_disabled_cache_write_nothing(
+def test_a_trusted_load_is_cached_for_trusted_loads_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frame: pd.DataFrame
+) -> None:
+    app = workspace(tmp_path)
+    custom = ShiftedMean(shift=1.0).fit(frame.to_numpy(), frame["a"].to_numpy())
+    Client(app=app).register_model(custom, "m")
+    loads = skops_loads(monkeypatch)
+
+    app.registry.load("models:/m/1", trusted=True)
+    (entry,) = (tmp_path / ".loopml" / "cache").glob("models/*.pkl")
+    assert entry.name.startswith("trusted-blake3-") and len(loads) == 1
+
+    with pytest.raises(PermissionDenied, match="trusted=True"):
+        reopen(app).registry.load("models:/m/1")  # the trusted entry is not read
+    assert len(loads) == 2  # refused by skops' audit, as without a cache
+    again = reopen(app).registry.load("models:/m/1", trusted=True)
+    assert len(loads) == 2  # from the trusted entry
+    x = frame.to_numpy()
+    np.testing.assert_array_equal(again.predict(x), custom.predict(x))  # type: ignore[attr-defined]
+
+
+def test_a_trusted_load_takes_the_entry_of_a_default_load(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    model: LinearRegression,
+    frame: pd.DataFrame,
+) -> None:
+    app = workspace(tmp_path)
+    Client(app=app).register_model(model, "m", sample=frame)  # fills the default entry
+    loads = skops_loads(monkeypatch)
+    reopen(app).registry.load("models:/m/1", trusted=True)
+    assert not loads
+    assert [e.name[:6] for e in (tmp_path / ".loopml" / "cache").glob("models/*.pkl")] == [
+        "blake3"
+    ]
+
+
+def test_a_disabled_cache_writes_nothing(
     tmp_path: Path, model: LinearRegression, frame: pd.DataFrame
 ) -> None:
-    app = workspace(tmp_path / "on")
-    Client(app=app).register_model(model, "m", sample=frame)
-    for entry in (tmp_path / "on" / ".loopml" / "cache").glob("models/*.pkl"):
-        entry.unlink()
-    app.registry.load("models:/m/1", trusted=True)
-    assert not list((tmp_path / "on" / ".loopml" / "cache").glob("models/*.pkl"))
-
     off = workspace(tmp_path / "off", LOOPML_MODEL_CACHE="false")
     Client(app=off).register_model(model, "m", sample=frame)
     off.registry.load("models:/m/1")
+    off.registry.load("models:/m/1", trusted=True)
     assert not (tmp_path / "off" / ".loopml" / "cache").exists()
 
 

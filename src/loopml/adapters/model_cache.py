@@ -21,8 +21,11 @@ A pickle runs code when loaded, so only a file this workspace wrote is ever load
   environment (the Python version and every installed distribution's name, version and
   install time), so an upgraded library never unpickles an object pickled by another
   version: its models are loaded from their artifacts again and cached anew;
-- only models that loaded without ``trusted=True`` are cached (the registry decides), so
-  a cached entry never holds a type skops would have refused.
+- a model loaded with ``trusted=True`` is kept in an entry of its own
+  (``trusted-<digest>-<environment>.pkl``), which only another trusted load of the same
+  artifact reads: a load without trust never receives an object built from types its
+  flavor would have refused. (A trusted load of a model that needs no trust may also
+  take the ordinary entry: the same file, loaded the same way.)
 
 Anyone who can write this folder can also edit ``loopml.toml``, which names Python code
 that loopml runs: the cache adds no way in that the workspace did not already have.
@@ -80,9 +83,10 @@ class PickleModelCache:
         self._fingerprint: str | None = None
         self._key: bytes | None = None
 
-    def get(self, digest: Digest) -> object | None:
-        """The model cached for the artifact ``digest`` in this environment, or None."""
-        path = self._path(digest)
+    def get(self, digest: Digest, *, trusted: bool = False) -> object | None:
+        """The model cached for the artifact ``digest`` in this environment (the entry
+        of a trusted load, if ``trusted``), or None."""
+        path = self._path(digest, trusted)
         try:
             data = path.read_bytes()
         except OSError:
@@ -105,9 +109,10 @@ class PickleModelCache:
             return None
         return model
 
-    def put(self, digest: Digest, model: object) -> None:
-        """Keep ``model`` (loaded from the artifact ``digest``) for the next load."""
-        path = self._path(digest)
+    def put(self, digest: Digest, model: object, *, trusted: bool = False) -> None:
+        """Keep ``model`` (loaded from the artifact ``digest``, with ``trusted=True`` if
+        ``trusted``) for the next load."""
+        path = self._path(digest, trusted)
         try:
             body = pickle.dumps(model, protocol=5)
             key = self._read_key() or self._new_key()
@@ -118,7 +123,7 @@ class PickleModelCache:
             # Keep the entries of the two newest environments (two venvs sharing one
             # workspace both stay warm); older ones are upgrades' leftovers.
             entries = sorted(
-                self.folder.glob(f"{_stem(digest)}-*.pkl"),
+                self.folder.glob(f"{_stem(digest, trusted)}-*.pkl"),
                 key=lambda p: p.stat().st_mtime_ns,
                 reverse=True,
             )
@@ -129,10 +134,10 @@ class PickleModelCache:
                 "could not cache the model %s (%s); it loads from its artifact", digest, exc
             )
 
-    def _path(self, digest: Digest) -> Path:
+    def _path(self, digest: Digest, trusted: bool) -> Path:
         if self._fingerprint is None:
             self._fingerprint = environment_fingerprint()
-        return self.folder / f"{_stem(digest)}-{self._fingerprint}.pkl"
+        return self.folder / f"{_stem(digest, trusted)}-{self._fingerprint}.pkl"
 
     @property
     def _key_path(self) -> Path:
@@ -167,5 +172,6 @@ class PickleModelCache:
         return key_now
 
 
-def _stem(digest: Digest) -> str:
-    return f"{digest.algorithm}-{digest.hexdigest}"
+def _stem(digest: Digest, trusted: bool) -> str:
+    stem = f"{digest.algorithm}-{digest.hexdigest}"
+    return f"trusted-{stem}" if trusted else stem

@@ -395,10 +395,14 @@ class ModelFlavor(Protocol):
 
 
 class ModelCache(Protocol):
-    """Loaded models kept on this machine, by artifact digest, for a faster next load."""
+    """Loaded models kept on this machine, by artifact digest, for a faster next load.
 
-    def get(self, digest: Digest) -> object | None: ...
-    def put(self, digest: Digest, model: object) -> None: ...
+    ``trusted``: the model was loaded with ``trusted=True``. Such entries are kept apart
+    and read only by another trusted load, so that a load without trust never receives
+    an object that its flavor would have refused to build."""
+
+    def get(self, digest: Digest, *, trusted: bool = False) -> object | None: ...
+    def put(self, digest: Digest, model: object, *, trusted: bool = False) -> None: ...
 
 
 class FlavorCatalog(Protocol):

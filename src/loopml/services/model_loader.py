@@ -34,12 +34,13 @@ class ModelLoader:
     def load(self, mv: ModelVersion, *, trusted: bool = False) -> object:
         """Load version ``mv`` after verifying its artifact's hash.
 
-        A model that loads with its flavor's default trust is also kept in the local
-        model cache, when there is one, and taken from there next time, once the
-        artifact's hash has been verified again (:mod:`loopml.adapters.model_cache`)."""
+        The loaded model is also kept in the local model cache, when there is one, and
+        taken from there next time, once the artifact's hash has been verified again
+        (:mod:`loopml.adapters.model_cache`). A trusted load is kept apart: it is found
+        by trusted loads only (which also take an entry loaded with default trust)."""
         flavor = self.flavors.get(mv.flavor)
         require_trust(mv.flavor, trusted, f"load {mv.uri}")
-        cache = self.cache if flavor.load_cache and not trusted else None
+        cache = self.cache if flavor.load_cache else None
         with tempfile.TemporaryDirectory(prefix="loopml-load-") as tmp:
             path = Path(tmp) / flavor.file_name
             try:
@@ -49,11 +50,11 @@ class ModelLoader:
                     f"artifact {mv.artifact.name!r} of {mv.uri} is corrupt and was not loaded: "
                     f"{exc}"
                 ) from exc
-            if cache is not None and (cached := cache.get(mv.artifact.digest)) is not None:
+            if cache is not None and (cached := _cached(cache, mv, trusted)) is not None:
                 return cached
             model = flavor.load(path, trusted=trusted)
         if cache is not None:
-            cache.put(mv.artifact.digest, model)
+            cache.put(mv.artifact.digest, model, trusted=trusted)
         return model
 
     def block_model(self, mv: ModelVersion, model: object) -> object | None:
@@ -69,6 +70,14 @@ class ModelLoader:
         """Whether ``model`` (loaded from ``mv``) may predict on several threads at once
         (:meth:`loopml.ports.ModelFlavor.concurrent_predict`)."""
         return self.flavors.get(mv.flavor).concurrent_predict(model)
+
+
+def _cached(cache: ModelCache, mv: ModelVersion, trusted: bool) -> object | None:
+    """The cached model of ``mv`` that a load with this trust may use: a trusted load may
+    also use the one loaded with default trust (the same object, built from the same file)."""
+    digest = mv.artifact.digest
+    found = cache.get(digest, trusted=True) if trusted else None
+    return found if found is not None else cache.get(digest)
 
 
 def require_trust(flavor: str, trusted: bool, action: str) -> None:

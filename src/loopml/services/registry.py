@@ -152,8 +152,8 @@ class RegistryService:
         """Load a version just saved as a server would, and keep it in the model cache.
 
         The first ``loopml serve`` or ``loopml predict`` on this machine then starts
-        without skops. A model that needs ``trusted=True`` to load is not cached: its
-        loads stay explicit."""
+        without skops. A model that needs ``trusted=True`` to load is not cached here: it
+        is cached at its first trusted load, for trusted loads only."""
         if self.model_cache is None or not flavor.load_cache:
             return
         try:
