@@ -200,9 +200,7 @@ def test_a_trusted_load_takes_the_entry_of_a_default_load(
     loads = skops_loads(monkeypatch)
     reopen(app).registry.load("models:/m/1", trusted=True)
     assert not loads
-    assert [e.name[:6] for e in (tmp_path / ".loopml" / "cache").glob("models/*.pkl")] == [
-        "blake3"
-    ]
+    assert [e.name[:6] for e in (tmp_path / ".loopml" / "cache").glob("models/*.pkl")] == ["blake3"]
 
 
 def test_a_disabled_cache_writes_nothing(

@@ -38,7 +38,13 @@ def predict(
         typer.Option("--dataset", help="Dataset to record the output in [NAME-predictions]."),
     ] = None,
     trusted: Annotated[
-        bool, typer.Option("--trusted", help="Also load pickled (python_function) models.")
+        bool,
+        typer.Option(
+            "--trusted",
+            help="Also load models that run code or hold types skops does not trust by "
+            "default: python_function (pickle), scikit-learn trees and custom estimators. "
+            "Only for models you produced or audited.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a line.")] = False,
 ) -> None:

@@ -30,7 +30,13 @@ def serve(
         float | None, typer.Option("--max-body-mb", help="Largest request body [10].")
     ] = None,
     trusted: Annotated[
-        bool, typer.Option("--trusted", help="Also load pickled (python_function) models.")
+        bool,
+        typer.Option(
+            "--trusted",
+            help="Also load models that run code or hold types skops does not trust by "
+            "default: python_function (pickle), scikit-learn trees and custom estimators. "
+            "Only for models you produced or audited.",
+        ),
     ] = False,
 ) -> None:
     """Serve every deployment: JSON and Open Inference Protocol v2, health, /metrics.
@@ -40,7 +46,7 @@ def serve(
     import uvicorn
 
     from loopml.config import load_settings
-    from loopml.server.build import serve_sources, workspace_sources
+    from loopml.server.build import WORKERS_TRUSTED, serve_sources, workspace_sources
 
     with handled():
         settings = load_settings(state(ctx).workspace)
@@ -62,6 +68,7 @@ def serve(
             os.environ["LOOPML_WORKSPACE"] = str(settings.root)
             os.environ["LOOPML_POLL_SECONDS"] = str(poll)
             os.environ["LOOPML_MAX_BODY_MB"] = str(max_body_mb)
+            os.environ[WORKERS_TRUSTED] = "1" if trusted else "0"
         else:
             running = serve_sources(
                 sources,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import queue
 import socket
 import threading
@@ -38,6 +39,9 @@ log = logging.getLogger("loopml.server")
 
 DEFAULT_POLL_S = 0.5
 DEFAULT_SHADOW_QUEUE = 1000
+# "1": the workers of a multi-worker server load models that need trust (``--trusted``).
+# ``loopml serve`` always sets it, so a value left in the shell is never inherited.
+WORKERS_TRUSTED = "LOOPML_SERVE_TRUSTED"
 
 
 class ShadowWorker:
@@ -187,10 +191,12 @@ def serving_in_thread(
 
 
 def app_from_env() -> InferenceServer:
-    """The uvicorn factory for multi-worker serving (reads ``LOOPML_*`` settings)."""
+    """The uvicorn factory for multi-worker serving (reads ``LOOPML_*`` settings, and
+    :data:`WORKERS_TRUSTED` for ``--trusted``)."""
     settings = load_settings()
     return serve_sources(
         workspace_sources(settings),
         poll_s=settings.poll_seconds,
         max_body_bytes=int(settings.max_body_mb * 1024 * 1024),
+        trusted=os.environ.get(WORKERS_TRUSTED) == "1",
     ).server
