@@ -5,8 +5,9 @@ every scikit-learn estimator (about 0.3 to 0.6 s here; more than the rest of loo
 server start-up). Once a model version has been loaded that way (with skops' default
 trust, or with ``trusted=True``: see below), this cache keeps the loaded object as a
 pickle in the workspace's local state (``.loopml/cache/models/``), so that the next
-``loopml serve`` or ``loopml predict`` on this machine loads it without skops. The registry fills it when a version is registered
-(it loads the file it just saved, once) and on the first load of a version missing here.
+``loopml serve`` or ``loopml predict`` on this machine loads it without skops. The
+registry fills it when a version is registered (it loads the file it just saved, once)
+and on the first load of a version missing here.
 
 A pickle runs code when loaded, so only a file this workspace wrote is ever loaded:
 
