@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,6 +40,17 @@ EXIT_CODES: tuple[tuple[type[errors.LoopmlError], int], ...] = (
 
 
 PIPED_WIDTH = 200
+
+# The --trusted flag of the commands that load models (serve, predict).
+Trusted = Annotated[
+    bool,
+    typer.Option(
+        "--trusted",
+        help="Also load models that run code or hold types skops does not trust by "
+        "default: python_function (pickle), scikit-learn trees and custom estimators. "
+        "Only for models you produced or audited.",
+    ),
+]
 
 
 class _LazyConsole:

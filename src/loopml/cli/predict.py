@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli.context import handled, out, print_json, progress, state
+from loopml.cli.context import Trusted, handled, out, print_json, progress, state
 
 
 def register(app: typer.Typer) -> None:
@@ -37,15 +37,7 @@ def predict(
         str | None,
         typer.Option("--dataset", help="Dataset to record the output in [NAME-predictions]."),
     ] = None,
-    trusted: Annotated[
-        bool,
-        typer.Option(
-            "--trusted",
-            help="Also load models that run code or hold types skops does not trust by "
-            "default: python_function (pickle), scikit-learn trees and custom estimators. "
-            "Only for models you produced or audited.",
-        ),
-    ] = False,
+    trusted: Trusted = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a line.")] = False,
 ) -> None:
     """Score INPUT with a registered model, write OUTPUT (input columns + prediction, and

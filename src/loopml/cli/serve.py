@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli.context import err, handled, state
+from loopml.cli.context import Trusted, err, handled, state
 from loopml.domain.errors import InvalidInput
 
 
@@ -29,15 +29,7 @@ def serve(
     max_body_mb: Annotated[
         float | None, typer.Option("--max-body-mb", help="Largest request body [10].")
     ] = None,
-    trusted: Annotated[
-        bool,
-        typer.Option(
-            "--trusted",
-            help="Also load models that run code or hold types skops does not trust by "
-            "default: python_function (pickle), scikit-learn trees and custom estimators. "
-            "Only for models you produced or audited.",
-        ),
-    ] = False,
+    trusted: Trusted = False,
 ) -> None:
     """Serve every deployment: JSON and Open Inference Protocol v2, health, /metrics.
 
