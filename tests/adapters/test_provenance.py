@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loopml.adapters.provenance import TRACKED_PACKAGES, GitProvenance, installed_versions
+from loopml.adapters.distributions import installed_versions
+from loopml.adapters.provenance import TRACKED_PACKAGES, GitProvenance
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 

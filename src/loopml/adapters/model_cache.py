@@ -47,6 +47,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loopml.adapters.distributions import distribution_folders
+
 if TYPE_CHECKING:
     from loopml.domain.artifacts import Digest
 
@@ -63,16 +65,7 @@ def environment_fingerprint() -> str:
     Read from the names of the ``*.dist-info`` folders on ``sys.path`` (name and version)
     and their modification times (a reinstall), without importing any package."""
     parts = [sys.version, sys.platform]
-    for entry in sys.path:
-        try:
-            with os.scandir(entry or ".") as found:
-                parts.extend(
-                    f"{e.name}@{e.stat().st_mtime_ns}"
-                    for e in found
-                    if e.name.endswith((".dist-info", ".egg-info"))
-                )
-        except OSError:
-            continue
+    parts.extend(_stamped(folder) for folder in distribution_folders())
     return hashlib.blake2b("\n".join(sorted(parts)).encode(), digest_size=12).hexdigest()
 
 
@@ -171,6 +164,14 @@ class PickleModelCache:
         if key_now is None:
             raise OSError(f"cannot read the cache key {self._key_path}")
         return key_now
+
+
+def _stamped(folder: os.DirEntry[str]) -> str:
+    """A distribution folder's name and modification time (name alone if it vanished)."""
+    try:
+        return f"{folder.name}@{folder.stat().st_mtime_ns}"
+    except OSError:
+        return folder.name
 
 
 def _stem(digest: Digest, trusted: bool) -> str:

@@ -6,18 +6,15 @@ files) for a BLAKE3 hash of the uncommitted change, so two runs from the same di
 can be told apart from runs of a different change. No git, or not a repository: no code
 version.
 
-Package versions are read from the names of the ``*.dist-info`` folders on ``sys.path``
-(``scikit_learn-1.5.2.dist-info``), the first one of a name winning as for
-``importlib.metadata``; a package whose folder name gives no version (an old
-``*.egg-info``) is asked through ``importlib.metadata``. One listing of each folder
+Package versions are read from the names of the distribution folders on ``sys.path``
+(:mod:`loopml.adapters.distributions`); a package whose folder name gives no version (an
+old ``*.egg-info``) is asked through ``importlib.metadata``. One listing of each folder
 instead of a search of ``sys.path`` per package: a run starts about 10 ms sooner.
 """
 
 from __future__ import annotations
 
-import os
 import platform
-import re
 import subprocess
 import sys
 from importlib import metadata
@@ -25,6 +22,7 @@ from pathlib import Path
 
 import blake3
 
+from loopml.adapters.distributions import installed_versions, normalized
 from loopml.domain.tracking import CodeVersion, EnvironmentInfo
 
 # Packages whose versions decide what a model does; others can be added per workspace.
@@ -66,7 +64,7 @@ class GitProvenance:
             installed = installed_versions()
             found = []
             for name in self.packages:
-                key = _normalized(name)
+                key = normalized(name)
                 if key not in installed:
                     continue
                 version = installed[key] or _metadata_version(name)
@@ -80,39 +78,11 @@ class GitProvenance:
         return self._env
 
 
-def installed_versions(path: list[str] | None = None) -> dict[str, str | None]:
-    """Each distribution on ``path`` (``sys.path``) by normalised name: its version as
-    its ``.dist-info`` / ``.egg-info`` folder names it, or None when the name holds none;
-    the first folder of a name wins."""
-    found: dict[str, str | None] = {}
-    for entry in sys.path if path is None else path:
-        try:
-            with os.scandir(entry or ".") as listing:
-                names = [e.name for e in listing]
-        except OSError:
-            continue
-        for folder in names:
-            stem, dot, kind = folder.rpartition(".")
-            if not dot or kind not in ("dist-info", "egg-info"):
-                continue
-            # name-version.dist-info; name-version-py3.11.egg-info; name.egg-info
-            name, dash, rest = stem.partition("-")
-            version = rest.split("-")[0] if dash else None
-            found.setdefault(_normalized(name), version or None)
-    return found
-
-
 def _metadata_version(name: str) -> str | None:
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
-
-
-def _normalized(name: str) -> str:
-    """A distribution name as packaging compares it (PEP 503): lowercase, runs of
-    ``-``, ``_`` and ``.`` as one ``-``."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _git(cwd: Path, *args: str) -> bytes | None:
