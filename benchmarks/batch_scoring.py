@@ -54,6 +54,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from loopml.bootstrap import init_workspace, open_workspace
 from loopml.client import Client
+from loopml.services.batch_scoring import _Sink
 from loopml.services.datasets import _parquet_bytes
 from loopml.services.scoring import Scorer
 from loopml.stats.batches import rechunk
@@ -190,12 +191,11 @@ def stage_costs(model: Any, sample: pd.DataFrame, path: Path, folder: Path) -> d
     frames = [c.to_pandas()[FEATURES] for c in chunks]
     scored = [scorer.score_table(c, "bench") for c in chunks]
 
-    def write_output() -> None:
-        schema = scored[0].schema  # as score() writes it: dictionaries except on floats
-        repeats = [f.name for f in schema if not pa.types.is_floating(f.type)]
-        with pq.ParquetWriter(folder / "out.parquet", schema, use_dictionary=repeats) as writer:
-            for table in scored:
-                writer.write_table(table, row_group_size=table.num_rows)
+    def write_output() -> None:  # score()'s own writer
+        sink = _Sink(folder / "out.parquet")
+        for table in scored:
+            sink.write(table)
+        sink.commit()
 
     def profile() -> None:
         whole = ProfileBuilder(scored[0].schema)
